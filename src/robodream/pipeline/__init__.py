@@ -1,0 +1,1 @@
+"""Pipeline: configuration loading, the stages (collect, info, viz, run, ...) and the `robodream` CLI."""

@@ -1,0 +1,1 @@
+"""Policies: diffusion policy and behaviour-cloning baseline (configuration, modeling, training)."""

@@ -1,0 +1,1 @@
+"""World models: action-conditioned video diffusion (configuration, modeling, training, imagination)."""
