@@ -1,0 +1,134 @@
+"""The on-disk layout of an episode store (design.md §2) and how to open one from a path or URL.
+
+    <name>.zarr/                      group attributes: format, version, fps, robot_type, task, features, cameras
+      data/<feature key>              (T, ...) per-frame arrays, chunked along time
+      meta/episode_ends               (E,) int64, cumulative frame counts; grown LAST = the commit point
+      meta/episode_source, episode_success, episode_seed, episode_origin   (E,) per-episode metadata
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+import zarr.storage
+
+from robodream.errors import RobodreamError
+
+FORMAT = "robodream.episodes"
+FORMAT_VERSION = 1
+
+DATA = "data"
+META = "meta"
+EPISODE_ENDS = "episode_ends"
+# Per-episode metadata arrays besides episode_ends, with their dtype and the value meaning "unknown".
+EPISODE_META: dict[str, tuple[Any, Any]] = {
+    "episode_source": (str, ""),
+    "episode_success": (bool, False),
+    "episode_seed": (np.int64, -1),
+    "episode_origin": (str, ""),
+}
+SOURCES = ("sim", "teleop", "import", "synthetic", "deploy")
+
+# Per-frame keys every store carries besides the robot's features.
+TIMESTAMP = "timestamp"
+
+
+def is_url(location: str | os.PathLike) -> bool:
+    return "://" in str(location) and not str(location).startswith("file://")
+
+
+def local_path(location: str | os.PathLike) -> Path:
+    text = str(location)
+    return Path(text[len("file://"):] if text.startswith("file://") else text)
+
+
+def make_zarr_store(location: str | os.PathLike, read_only: bool, storage_options: dict | None = None):
+    """A zarr Store for a local path (or file:// URL) or any fsspec URL (s3://, gs://, memory://, ...)."""
+    if is_url(location):
+        return zarr.storage.FsspecStore.from_url(
+            str(location), read_only=read_only, storage_options=storage_options or None
+        )
+    return zarr.storage.LocalStore(local_path(location), read_only=read_only)
+
+
+def store_exists(location: str | os.PathLike, storage_options: dict | None = None) -> bool:
+    """Whether a zarr group (any format) exists at `location`."""
+    if not is_url(location):
+        path = local_path(location)
+        return (path / "zarr.json").exists() or (path / ".zgroup").exists()
+    try:
+        zarr.open_group(make_zarr_store(location, True, storage_options), mode="r")
+        return True
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError, KeyError):
+        return False
+
+
+def open_group(location: str | os.PathLike, read_only: bool, storage_options: dict | None = None) -> zarr.Group:
+    """Open the root group of an existing episode store, checking its format and version."""
+    if not is_url(location) and not local_path(location).exists():
+        raise RobodreamError(f"no episode store at {location}: check the path, or record one with `robodream collect`")
+    try:
+        group = zarr.open_group(make_zarr_store(location, read_only, storage_options), mode="r" if read_only else "r+")
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
+        raise RobodreamError(f"no zarr group at {location}: is it an episode store? ({exc})") from None
+    check_format(group, location)
+    return group
+
+
+def check_format(group: zarr.Group, location: str | os.PathLike) -> None:
+    """Raise a RobodreamError saying what is wrong if `group` is not a store this version can read."""
+    if group.metadata.zarr_format != 3:
+        raise RobodreamError(
+            f"{location} is a zarr v{group.metadata.zarr_format} group, not a robodream episode store (zarr v3); "
+            "if it is a Diffusion Policy replay buffer, import it with `robodream import-zarr`"
+        )
+    attrs = group.attrs.asdict()
+    fmt = attrs.get("format")
+    if fmt != FORMAT:
+        found = f"format {fmt!r}" if fmt is not None else "no 'format' attribute"
+        raise RobodreamError(f"{location} is not a robodream episode store ({found}, expected {FORMAT!r})")
+    version = attrs.get("version")
+    if not isinstance(version, int) or version < 1:
+        raise RobodreamError(f"{location} has an invalid store version {version!r}; expected an integer >= 1")
+    if version > FORMAT_VERSION:
+        raise RobodreamError(
+            f"{location} is store version {version}, newer than this robodream reads ({FORMAT_VERSION}): "
+            "upgrade robodream"
+        )
+    for key in ("fps", "features"):
+        if key not in attrs:
+            raise RobodreamError(f"{location} is missing the '{key}' attribute: the store is damaged")
+
+
+def committed_episode_ends(ends: np.ndarray, data_lengths: list[int], meta_lengths: list[int]) -> int:
+    """How many entries of meta/episode_ends are committed.
+
+    An entry counts only if it is larger than the previous one (an append that crashed between growing
+    episode_ends and writing its value leaves the fill value 0 there), fits inside every data array, and
+    every per-episode metadata array already holds its entry (they are written before the commit).
+    """
+    limit = min(data_lengths) if data_lengths else 0
+    count = 0
+    previous = 0
+    for i, end in enumerate(ends):
+        if end <= previous or end > limit or any(length <= i for length in meta_lengths):
+            break
+        previous = int(end)
+        count += 1
+    return count
+
+
+def describe_os_error(exc: OSError, location: str | os.PathLike) -> str:
+    """One line explaining a failed write, with how to fix it."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return (f"cannot write to {location}: {exc.strerror} (disk full or file size limit); free space or "
+                "write to another location. Committed episodes are intact.")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return (f"cannot write to {location}: {exc.strerror}; choose a writable location or fix its "
+                "permissions. Committed episodes are intact.")
+    return f"cannot write to {location}: {exc}. Committed episodes are intact."
