@@ -49,7 +49,7 @@ class Robot(abc.ABC):
     def disconnect(self) -> None:
         """Stop the robot safely and release the connection."""
 
-    def __enter__(self) -> "Robot":
+    def __enter__(self) -> Robot:
         self.connect()
         return self
 
