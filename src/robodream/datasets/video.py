@@ -100,7 +100,7 @@ def tile_episodes(episodes: Sequence[np.ndarray], labels: Sequence[str] | None =
 
 
 def _label(frame: np.ndarray, text: str) -> None:
-    scale = max(0.3, frame.shape[0] / 640)
+    scale = max(0.35, frame.shape[0] / 500)
     for colour, thickness in (((0, 0, 0), 3), ((255, 255, 255), 1)):  # outlined, readable on any background
         cv2.putText(frame, text, (4, int(14 * scale / 0.4)), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thickness,
                     cv2.LINE_AA)

@@ -1,0 +1,133 @@
+"""The `robodream` command line.
+
+Config-driven subcommands take YAML files and `key=value` overrides as positional arguments:
+
+    robodream collect task=push_cube episodes=200 workers=2 out=data/push.zarr
+    robodream collect configs/collect/pick_place.yaml episodes=50
+    robodream run configs/pipeline/quickstart.yaml
+
+Store tools take the store path (or fsspec URL) first:
+
+    robodream info data/push.zarr
+    robodream viz data/push.zarr --episodes 0-3
+    robodream repair data/push.zarr
+
+A bad input prints one line starting with "error:" and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from robodream import __version__
+from robodream.errors import RobodreamError
+
+
+def _split_config_args(args: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Positional args: YAML files (merged in order) and key=value overrides."""
+    files = [a for a in args if "=" not in a and a.endswith((".yaml", ".yml"))]
+    overrides = [a for a in args if a not in files]
+    return files, overrides
+
+
+def _cmd_collect(ns: argparse.Namespace) -> int:
+    from robodream.pipeline.collect import CollectConfig, run_collect
+    from robodream.pipeline.config import build_config
+
+    files, overrides = _split_config_args(ns.args)
+    return run_collect(build_config(CollectConfig, overrides, files))
+
+
+def _cmd_info(ns: argparse.Namespace) -> int:
+    from robodream.datasets.reader import EpisodeStore
+    from robodream.pipeline.info import describe_store
+
+    print("\n".join(describe_store(EpisodeStore.open(ns.store, cache="disk"))))
+    return 0
+
+
+def _cmd_viz(ns: argparse.Namespace) -> int:
+    from robodream.pipeline.viz import visualize
+
+    outputs = visualize(ns.store, episodes=ns.episodes, out_dir=ns.out, camera=ns.camera, scale=ns.scale,
+                        columns=ns.columns)
+    print(f"episodes {outputs.episodes}\nmp4      {outputs.mp4}\ngif      {outputs.gif}")
+    return 0
+
+
+def _cmd_repair(ns: argparse.Namespace) -> int:
+    from robodream.datasets.writer import repair_store
+
+    report = repair_store(ns.store)
+    if report.changed:
+        print(f"repaired {ns.store}: dropped {report.dropped_frames} uncommitted frames and "
+              f"{report.dropped_meta_entries} metadata entries; {report.episodes} episodes "
+              f"({report.frames} frames) intact")
+    else:
+        print(f"{ns.store} is consistent: {report.episodes} episodes, {report.frames} frames")
+    return 0
+
+
+def _cmd_run(ns: argparse.Namespace) -> int:
+    from robodream.pipeline.config import build_config
+    from robodream.pipeline.run import PipelineConfig, run_pipeline
+
+    files, overrides = _split_config_args(ns.args)
+    outputs = run_pipeline(build_config(PipelineConfig, overrides, files))
+    print("\noutputs:")
+    for kind, paths in outputs.items():
+        for path in paths:
+            print(f"  {kind:<7} {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="robodream", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"robodream {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
+
+    def config_command(name: str, help_text: str, handler) -> None:
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        cmd.add_argument("args", nargs="*", metavar="config.yaml|key=value",
+                         help="YAML config files and dotted overrides, e.g. episodes=20 env.image_size=96")
+        cmd.set_defaults(handler=handler)
+
+    config_command("collect", "record scripted-expert episodes in PyBullet into an episode store", _cmd_collect)
+    config_command("run", "run the pipeline described by a configs/pipeline/*.yaml file", _cmd_run)
+
+    info = sub.add_parser("info", help="summarise an episode store")
+    info.add_argument("store", help="store path or fsspec URL")
+    info.set_defaults(handler=_cmd_info)
+
+    viz = sub.add_parser("viz", help="write an MP4 and a GIF grid of episodes")
+    viz.add_argument("store", help="store path or fsspec URL")
+    viz.add_argument("--episodes", default="0-3", help="e.g. 0-3, 0,2,5-7 or all (default 0-3)")
+    viz.add_argument("--out", default=None, help="output folder (default: next to the store)")
+    viz.add_argument("--camera", default=None, help="camera name (default: the first)")
+    viz.add_argument("--scale", type=int, default=4, help="pixel upscaling factor (default 4)")
+    viz.add_argument("--columns", type=int, default=None, help="grid columns (default: square-ish)")
+    viz.set_defaults(handler=_cmd_viz)
+
+    repair = sub.add_parser("repair", help="drop uncommitted trailing frames a crash left in a store")
+    repair.add_argument("store", help="store path or fsspec URL")
+    repair.set_defaults(handler=_cmd_repair)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ns = build_parser().parse_args(argv)
+    try:
+        return ns.handler(ns)
+    except RobodreamError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("aborted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

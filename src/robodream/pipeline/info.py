@@ -1,0 +1,70 @@
+"""`robodream info <store>`: a one-screen summary of an episode store."""
+
+from __future__ import annotations
+
+import collections
+
+from robodream.datasets.reader import EpisodeStore
+from robodream.errors import RobodreamError
+from robodream.pipeline.collect import store_size_bytes
+
+
+def describe_store(store: EpisodeStore) -> list[str]:
+    """Human-readable summary lines: format, counts, lengths, sources, success, features, cameras."""
+    lengths = store.episode_lengths
+    lines = [
+        f"store       {store.location}",
+        f"format      {store.attrs['format']} v{store.attrs['version']}",
+        f"task        {store.task or '-'}   robot {store.robot_type or '-'}   fps {store.fps:g}",
+        f"episodes    {store.num_episodes}   frames {store.num_frames}   "
+        f"duration {store.num_frames / store.fps:.1f} s",
+    ]
+    if store.num_episodes:
+        lines.append(f"length      min {lengths.min()}  mean {lengths.mean():.1f}  max {lengths.max()} frames")
+        sources = collections.Counter(str(s) for s in store.meta("episode_source"))
+        lines.append("sources     " + ", ".join(f"{name} {count}" for name, count in sorted(sources.items())))
+        success = store.meta("episode_success").astype(bool)
+        lines.append(f"success     {success.sum()}/{len(success)} ({success.mean():.0%})")
+        seeds = store.meta("episode_seed")
+        if (seeds >= 0).any():
+            lines.append(f"seeds       {seeds[seeds >= 0].min()}..{seeds.max()}")
+    if store.uncommitted_frames:
+        lines.append(f"WARNING     {store.uncommitted_frames} uncommitted trailing frames (a crash?); "
+                     f"`robodream repair {store.location}` drops them")
+    lines.append("features")
+    for key, feature in store.features.items():
+        shape = "x".join(str(d) for d in feature["shape"]) or "scalar"
+        names = feature.get("names")
+        named = "" if not names or len(feature["shape"]) > 1 else "  [" + ", ".join(names) + "]"
+        lines.append(f"  {key:<34} {feature['dtype']:<8} {shape}{named}")
+    for name, camera in store.cameras.items():
+        lines.append(f"camera      {name}: {camera.get('width')}x{camera.get('height')}, fov {camera.get('fov')}")
+    stats = store.attrs.get("stats")
+    fresh = bool(stats) and stats.get("num_frames") == store.num_frames
+    lines.append(f"stats       {'stored, up to date' if fresh else 'not stored or stale (computed on use)'}")
+    size = store_size_bytes(store.location)
+    if size:
+        lines.append(f"on disk     {size / 1e6:.1f} MB ({store.nbytes / max(size, 1):.1f}x compression)")
+    return lines
+
+
+def parse_episode_selection(text: str, num_episodes: int) -> list[int]:
+    """'0-3' -> [0, 1, 2, 3]; '0,2,5-6' -> [0, 2, 5, 6]; 'all' -> every episode. Ranges are inclusive."""
+    if text.strip() == "all":
+        return list(range(num_episodes))
+    selected: list[int] = []
+    for part in text.split(","):
+        first, sep, last = part.strip().partition("-")
+        try:
+            lo = int(first)
+            hi = int(last) if sep else lo
+        except ValueError:
+            raise RobodreamError(f"bad episode selection {text!r}: use e.g. 0-3 or 0,2,5-7") from None
+        if lo > hi:
+            raise RobodreamError(f"bad episode range {part!r}: start is after end")
+        selected.extend(range(lo, hi + 1))
+    out_of_range = [i for i in selected if not 0 <= i < num_episodes]
+    if out_of_range:
+        raise RobodreamError(f"episodes {out_of_range} do not exist: the store holds {num_episodes} "
+                             f"(0-{num_episodes - 1})")
+    return list(dict.fromkeys(selected))

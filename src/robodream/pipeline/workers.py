@@ -1,0 +1,217 @@
+"""Seeded jobs in parallel worker processes, results handed back in seed order.
+
+Used by collection (and later by evaluation): each worker builds its own simulator once (PyBullet clients
+are per process) and runs one job per seed; the parent is the single writer. Results come back in the order
+the seeds were issued whatever order the workers finish in, so a parallel run writes exactly what a serial
+run writes.
+
+Robustness:
+- workers ignore SIGINT: Ctrl-C reaches the parent, which finishes the write in progress and stops them;
+- workers die with the parent (PR_SET_PDEATHSIG, plus a parent-pid check), so a SIGKILLed collector leaves
+  no orphans;
+- a worker that dies is reported with the seed it was on (`WorkerDied`).
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import multiprocessing as mp
+import os
+import queue
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from robodream.errors import RobodreamError
+
+# Seeds queued per worker beyond the one it is running, so that no worker waits for the parent.
+PREFETCH = 1
+POLL_S = 0.2
+
+
+class WorkerDied(RobodreamError):
+    """A worker process exited unexpectedly (killed, crashed in native code, out of memory)."""
+
+
+def _die_with_parent() -> None:
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass  # the parent-pid check in the loop still catches it
+
+
+def _worker_main(worker_id: int, job_factory: Callable[[], Callable[[int], Any]], tasks: mp.Queue,
+                 results: mp.Queue, parent_pid: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
+    try:
+        job = job_factory()
+    except BaseException:
+        results.put(("error", worker_id, None, traceback.format_exc()))
+        return
+    while True:
+        try:
+            seed = tasks.get(timeout=1.0)
+        except queue.Empty:
+            if os.getppid() != parent_pid:
+                return
+            continue
+        if seed is None:
+            return
+        try:
+            results.put(("ok", worker_id, seed, job(seed)))
+        except BaseException as exc:
+            message = str(exc) if isinstance(exc, RobodreamError) else traceback.format_exc()
+            results.put(("error", worker_id, seed, message))
+            return
+
+
+class WorkerPool:
+    """N worker processes, each running `job_factory()` once and then `job(seed)` per seed."""
+
+    def __init__(self, num_workers: int, job_factory: Callable[[], Callable[[int], Any]]):
+        if num_workers < 1:
+            raise RobodreamError(f"workers must be >= 1, got {num_workers}")
+        context = mp.get_context("spawn")  # fork + PyBullet/torch threads is fragile; spawn is clean
+        self._results: mp.Queue = context.Queue()
+        self._tasks = [context.Queue() for _ in range(num_workers)]
+        self._inflight: list[collections.deque[int]] = [collections.deque() for _ in range(num_workers)]
+        self._order: collections.deque[int] = collections.deque()  # issued, not yet yielded
+        self._done: dict[int, Any] = {}  # finished, waiting for earlier seeds
+        self._procs = [
+            context.Process(target=_worker_main, args=(i, job_factory, self._tasks[i], self._results, os.getpid()),
+                            name=f"robodream-worker-{i}", daemon=True)
+            for i in range(num_workers)
+        ]
+        for proc in self._procs:
+            proc.start()
+
+    @property
+    def num_outstanding(self) -> int:
+        """Seeds issued whose results have not been yielded yet."""
+        return len(self._order)
+
+    def imap(self, next_seed: Callable[[], int | None] | Iterable[int],
+             should_stop: Callable[[], bool] = lambda: False) -> Iterator[tuple[int, Any]]:
+        """Yield (seed, result) in the order the seeds were issued.
+
+        `next_seed` is called whenever a worker has room and returns the next seed, or None when there is
+        nothing to issue right now (it is asked again after the next result); an iterable of seeds works
+        too. Ends when nothing is outstanding and no seed is issued, or as soon as `should_stop()` is true.
+        Raises WorkerDied if a worker dies.
+        """
+        if not callable(next_seed):
+            iterator = iter(next_seed)
+            next_seed = lambda: next(iterator, None)  # noqa: E731
+        while not should_stop():
+            self._dispatch(next_seed)
+            if not self._order:
+                return
+            self._receive()
+            while self._order and self._order[0] in self._done:
+                seed = self._order.popleft()
+                yield seed, self._done.pop(seed)
+
+    def _dispatch(self, next_seed: Callable[[], int | None]) -> None:
+        while True:
+            worker = min(range(len(self._procs)), key=lambda i: len(self._inflight[i]))
+            if len(self._inflight[worker]) > PREFETCH:
+                return
+            seed = next_seed()
+            if seed is None:
+                return
+            self._tasks[worker].put(seed)
+            self._inflight[worker].append(seed)
+            self._order.append(seed)
+
+    def _receive(self) -> None:
+        try:
+            status, worker, seed, payload = self._results.get(timeout=POLL_S)
+        except queue.Empty:
+            self._check_alive()
+            return
+        if status == "error":
+            where = f" on seed {seed}" if seed is not None else " while starting"
+            raise RobodreamError(f"worker {worker} failed{where}: {payload.strip()}")
+        self._inflight[worker].remove(seed)
+        self._done[seed] = payload
+
+    def _check_alive(self) -> None:
+        for i, proc in enumerate(self._procs):
+            if proc.exitcode is not None and self._inflight[i]:
+                raise WorkerDied(
+                    f"worker {i} (pid {proc.pid}) died with exit code {proc.exitcode} while running seed "
+                    f"{self._inflight[i][0]}"
+                )
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop all workers (politely, then by force)."""
+        for tasks, proc in zip(self._tasks, self._procs, strict=True):
+            if proc.is_alive():
+                tasks.put(None)
+        deadline = time.monotonic() + timeout
+        for proc in self._procs:
+            proc.join(max(0.0, deadline - time.monotonic()))
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        for q in (*self._tasks, self._results):
+            q.cancel_join_thread()
+            q.close()
+
+    def terminate(self) -> None:
+        """Stop all workers now, abandoning their current jobs."""
+        for proc in self._procs:
+            if proc.is_alive():
+                proc.kill()
+        self.close(timeout=1.0)
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, exc_type, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.terminate()
+
+
+class InProcessPool:
+    """The same interface, running every job in this process (workers=0: for debugging and profiling)."""
+
+    def __init__(self, job_factory: Callable[[], Callable[[int], Any]]):
+        self._job = job_factory()
+        self.num_outstanding = 0
+
+    def imap(self, next_seed: Callable[[], int | None] | Iterable[int],
+             should_stop: Callable[[], bool] = lambda: False) -> Iterator[tuple[int, Any]]:
+        if not callable(next_seed):
+            iterator = iter(next_seed)
+            next_seed = lambda: next(iterator, None)  # noqa: E731
+        while not should_stop():
+            seed = next_seed()
+            if seed is None:
+                return
+            yield seed, self._job(seed)
+
+    def close(self) -> None:
+        pass
+
+    terminate = close
+
+    def __enter__(self) -> InProcessPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def make_pool(num_workers: int, job_factory: Callable[[], Callable[[int], Any]]) -> WorkerPool | InProcessPool:
+    """`num_workers` processes, or the calling process itself when it is 0."""
+    return InProcessPool(job_factory) if num_workers == 0 else WorkerPool(num_workers, job_factory)
