@@ -1,0 +1,32 @@
+# robodream: `make demo` runs the pipeline on the quickstart config, `make test` runs the test suite.
+# Both create .venv when it is missing, installing torch==2.13.0 (the CPU build) first so that the
+# package's own `torch` requirement never pulls a CUDA build.
+
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.robodream-installed
+PIP    := $(BIN)/python -m pip
+
+.PHONY: demo test bench install clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -e '.[dev,ros,lerobot]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/robodream run configs/pipeline/quickstart.yaml
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/collect.py
+	$(BIN)/python benchmarks/loader.py
+
+clean:
+	rm -rf $(VENV) runs/quickstart .pytest_cache
