@@ -18,6 +18,7 @@ A bad input prints one line starting with "error:" and exits with status 2.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
@@ -83,20 +84,19 @@ def _cmd_run(ns: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="robodream", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=f"robodream {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
+def add_config_command(sub, name: str, help_text: str, handler) -> argparse.ArgumentParser:
+    """A subcommand whose positional arguments are YAML files and key=value overrides."""
+    cmd = sub.add_parser(name, help=help_text, description=help_text)
+    cmd.add_argument("args", nargs="*", metavar="config.yaml|key=value",
+                     help="YAML config files and dotted overrides, e.g. episodes=20 env.image_size=96")
+    cmd.set_defaults(handler=handler)
+    return cmd
 
-    def config_command(name: str, help_text: str, handler) -> None:
-        cmd = sub.add_parser(name, help=help_text, description=help_text)
-        cmd.add_argument("args", nargs="*", metavar="config.yaml|key=value",
-                         help="YAML config files and dotted overrides, e.g. episodes=20 env.image_size=96")
-        cmd.set_defaults(handler=handler)
 
-    config_command("collect", "record scripted-expert episodes in PyBullet into an episode store", _cmd_collect)
-    config_command("run", "run the pipeline described by a configs/pipeline/*.yaml file", _cmd_run)
+def _add_core_commands(sub) -> None:
+    add_config_command(sub, "collect", "record scripted-expert episodes in PyBullet into an episode store",
+                       _cmd_collect)
+    add_config_command(sub, "run", "run the pipeline described by a configs/pipeline/*.yaml file", _cmd_run)
 
     info = sub.add_parser("info", help="summarise an episode store")
     info.add_argument("store", help="store path or fsspec URL")
@@ -114,6 +114,21 @@ def build_parser() -> argparse.ArgumentParser:
     repair = sub.add_parser("repair", help="drop uncommitted trailing frames a crash left in a store")
     repair.add_argument("store", help="store path or fsspec URL")
     repair.set_defaults(handler=_cmd_repair)
+
+
+# Modules that add subcommands: each defines `add_commands(sub)` and imports its heavy dependencies only
+# inside its handlers, so that building the parser stays fast.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="robodream", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"robodream {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
+    _add_core_commands(sub)
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).add_commands(sub)
     return parser
 
 
