@@ -118,7 +118,9 @@ def _add_core_commands(sub) -> None:
 
 # Modules that add subcommands: each defines `add_commands(sub)` and imports its heavy dependencies only
 # inside its handlers, so that building the parser stays fast.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "robodream.pipeline.data_cli",  # teleop, import-bag, import-lerobot, export-lerobot, import-zarr
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

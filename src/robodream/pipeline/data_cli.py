@@ -1,0 +1,117 @@
+"""CLI commands that bring recordings in and send stores out (this module imports nothing heavy: it is loaded
+whenever the parser is built; each handler imports its stage):
+
+    robodream teleop task=pick_place out=data/teleop.zarr
+    robodream import-bag <bag file | rosbag2 folder | folder of bags>... --map configs/import/<robot>.yaml \
+        out=data/x.zarr
+    robodream import-lerobot <dataset folder> out=data/so101.zarr [image_size=96 image_width=128 image_fit=pad]
+    robodream export-lerobot <store> <dataset folder> [codec=av1 crf=30 overwrite=true]
+    robodream import-zarr <replay.zarr> out=data/pusht.zarr keys.img=observation.images.front fps=10
+
+The import/export commands take their source paths first, then `key=value` options (fields of their config).
+Imports write a temporary store next to `out` and move it into place only when everything succeeded.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from robodream.errors import RobodreamError
+
+
+def _options(values: list[str], what: str) -> list[str]:
+    for value in values:
+        if "=" not in value:
+            raise RobodreamError(f"{what}: expected key=value options after the paths, got {value!r}")
+    return values
+
+
+def _print(lines: list[str]) -> int:
+    print("\n".join(lines))
+    return 0
+
+
+def _cmd_teleop(ns: argparse.Namespace) -> int:
+    from robodream.pipeline.config import YAML_SUFFIXES, build_config
+    from robodream.pipeline.teleop import TeleopConfig, TeleopSession
+    from robodream.pipeline.teleop_window import OpenCVWindow
+
+    files = [a for a in ns.args if "=" not in a and a.endswith(YAML_SUFFIXES)]
+    cfg = build_config(TeleopConfig, [a for a in ns.args if a not in files], files)
+    return _print(TeleopSession(cfg, OpenCVWindow()).run().lines())
+
+
+def _cmd_import_bag(ns: argparse.Namespace) -> int:
+    from robodream.datasets.importers.rosbag import import_bags
+    from robodream.datasets.importers.rosbag_mapping import BagImportConfig
+    from robodream.pipeline.config import build_config
+
+    # argparse cannot take positionals after an option, so --map swallows what follows it (see add_commands)
+    mapping, items = ns.map[0], ns.args + ns.map[1:]
+    if not mapping.endswith((".yaml", ".yml")):
+        raise RobodreamError(f"import-bag: --map takes a mapping YAML file (e.g. configs/import/widowx200.yaml), "
+                             f"got {mapping!r}")
+    paths = [a for a in items if "=" not in a]
+    if not paths:
+        raise RobodreamError("import-bag: give at least one bag (a .bag/.mcap/.db3 file, a rosbag2 folder, or a "
+                             "folder of bags)")
+    cfg = build_config(BagImportConfig, [a for a in items if "=" in a], [mapping])
+    return _print(import_bags(paths, cfg).lines())
+
+
+def _cmd_import_lerobot(ns: argparse.Namespace) -> int:
+    from robodream.datasets.importers.lerobot import LeRobotImportConfig, import_lerobot
+    from robodream.pipeline.config import build_config
+
+    cfg = build_config(LeRobotImportConfig, _options(ns.options, "import-lerobot"))
+    return _print(import_lerobot(ns.dataset, cfg).lines())
+
+
+def _cmd_export_lerobot(ns: argparse.Namespace) -> int:
+    from robodream.datasets.importers.lerobot_export import LeRobotExportConfig, export_lerobot
+    from robodream.pipeline.config import build_config
+
+    cfg = build_config(LeRobotExportConfig, _options(ns.options, "export-lerobot"))
+    return _print(export_lerobot(ns.store, ns.dataset, cfg))
+
+
+def _cmd_import_zarr(ns: argparse.Namespace) -> int:
+    from robodream.datasets.importers.replay_buffer import ReplayImportConfig, import_replay_buffer
+    from robodream.pipeline.config import build_config
+
+    cfg = build_config(ReplayImportConfig, _options(ns.options, "import-zarr"))
+    return _print(import_replay_buffer(ns.source, cfg).lines())
+
+
+def add_commands(sub) -> None:
+    """Register teleop, import-bag, import-lerobot, export-lerobot and import-zarr."""
+    from robodream.pipeline.cli import add_config_command
+
+    add_config_command(sub, "teleop", "drive the simulated arm from the keyboard and record episodes", _cmd_teleop)
+    bag = sub.add_parser("import-bag", help="import ROS 1/ROS 2/MCAP bags into an episode store (needs a --map file)",
+                         description="Import ROS bags with a mapping of topics to features; options as key=value "
+                                     "(e.g. out=data/x.zarr fps=10 resample=nearest image_size=96).")
+    bag.add_argument("args", nargs="*", metavar="bag|key=value", help="bags (files, rosbag2 folders, folders of bags) "
+                     "and key=value overrides of the mapping, before or after --map")
+    bag.add_argument("--map", required=True, nargs="+", metavar=("MAP.yaml", "bag|key=value"),
+                     help="mapping YAML, e.g. configs/import/widowx200.yaml")
+    bag.set_defaults(handler=_cmd_import_bag)
+
+    lerobot = sub.add_parser("import-lerobot", help="import a LeRobot v3.0 dataset folder into an episode store")
+    lerobot.add_argument("dataset", help="dataset folder (with meta/info.json)")
+    lerobot.add_argument("options", nargs="*", metavar="key=value",
+                         help="out=..., overwrite=true, image_size=64, image_width=..., image_fit=crop|pad, fps=...")
+    lerobot.set_defaults(handler=_cmd_import_lerobot)
+
+    export = sub.add_parser("export-lerobot", help="write an episode store as a LeRobot v3.0 dataset folder")
+    export.add_argument("store", help="episode store path")
+    export.add_argument("dataset", help="output dataset folder")
+    export.add_argument("options", nargs="*", metavar="key=value",
+                        help="codec=h264|av1, crf=..., overwrite=true, task=...")
+    export.set_defaults(handler=_cmd_export_lerobot)
+
+    replay = sub.add_parser("import-zarr", help="import a Diffusion Policy zarr replay buffer into an episode store")
+    replay.add_argument("source", help="replay buffer (*.zarr with data/<key> and meta/episode_ends)")
+    replay.add_argument("options", nargs="*", metavar="key=value",
+                        help="out=..., fps=10, keys.<array>=<feature>, image_size=64, robot_type=..., task=...")
+    replay.set_defaults(handler=_cmd_import_zarr)
