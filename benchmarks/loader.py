@@ -51,7 +51,7 @@ def windows_per_s_store(store: EpisodeStore, batches: int) -> float:
     loader = make_loader(WindowDataset(store, OFFSETS), batch_size=BATCH, shuffle=True, seed=0, drop_last=True)
     count, start = 0, time.perf_counter()
     while count < batches:
-        for batch in loader:
+        for _batch in loader:
             count += 1
             if count >= batches:
                 break

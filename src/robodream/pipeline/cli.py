@@ -33,12 +33,18 @@ def _split_config_args(args: Sequence[str]) -> tuple[list[str], list[str]]:
     return files, overrides
 
 
-def _cmd_collect(ns: argparse.Namespace) -> int:
-    from robodream.pipeline.collect import CollectConfig, run_collect
+def build_from_args(schema, args: Sequence[str]):
+    """A config from positional args: YAML files (merged in order) and key=value overrides."""
     from robodream.pipeline.config import build_config
 
-    files, overrides = _split_config_args(ns.args)
-    return run_collect(build_config(CollectConfig, overrides, files))
+    files, overrides = _split_config_args(args)
+    return build_config(schema, overrides, files)
+
+
+def _cmd_collect(ns: argparse.Namespace) -> int:
+    from robodream.pipeline.collect import CollectConfig, run_collect
+
+    return run_collect(build_from_args(CollectConfig, ns.args))
 
 
 def _cmd_info(ns: argparse.Namespace) -> int:
@@ -72,11 +78,9 @@ def _cmd_repair(ns: argparse.Namespace) -> int:
 
 
 def _cmd_run(ns: argparse.Namespace) -> int:
-    from robodream.pipeline.config import build_config
     from robodream.pipeline.run import PipelineConfig, run_pipeline
 
-    files, overrides = _split_config_args(ns.args)
-    outputs = run_pipeline(build_config(PipelineConfig, overrides, files))
+    outputs = run_pipeline(build_from_args(PipelineConfig, ns.args))
     print("\noutputs:")
     for kind, paths in outputs.items():
         for path in paths:
@@ -119,6 +123,7 @@ def _add_core_commands(sub) -> None:
 # Modules that add subcommands: each defines `add_commands(sub)` and imports its heavy dependencies only
 # inside its handlers, so that building the parser stays fast.
 COMMAND_MODULES: tuple[str, ...] = (
+    "robodream.pipeline.world_model",  # train-wm, dream, eval-wm
     "robodream.pipeline.data_cli",  # teleop, import-bag, import-lerobot, export-lerobot, import-zarr
 )
 
@@ -135,7 +140,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ns = build_parser().parse_args(argv)
+    parser = build_parser()
+    # parse_known_args + re-attaching key=value leftovers lets config overrides come after options too
+    # (`robodream dream --episodes 0-7 seed=3`), which plain argparse refuses once an option was seen.
+    ns, extra = parser.parse_known_args(argv)
+    leftovers = [a for a in extra if "=" in a or a.endswith((".yaml", ".yml"))]
+    if len(leftovers) != len(extra) or (leftovers and not hasattr(ns, "args")):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if leftovers:
+        ns.args = [*ns.args, *leftovers]
     try:
         return ns.handler(ns)
     except RobodreamError as exc:

@@ -1,0 +1,158 @@
+"""Shared Lightning set-up for every model robodream trains (world models, policies).
+
+`TrainerConfig` holds what is the same for all of them — steps, batch size, optimiser, EMA, precision,
+devices and strategy, checkpoint/validation cadence — so that moving a run from a laptop CPU to several GPUs
+is a config change (`trainer.accelerator=gpu trainer.devices=4 trainer.strategy=ddp`), never a code change.
+`build_trainer` turns it into a `lightning.Trainer` with EMA weights, step-based checkpoints in
+<out>/checkpoints (last.ckpt is what `resume=true` continues from) and a CSV log in <out>/logs.
+
+This module imports Lightning (and torch) only inside its functions; modeling code never imports Lightning.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from robodream.errors import RobodreamError
+
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true")
+
+
+@dataclass
+class TrainerConfig:
+    max_steps: int = 2000
+    batch_size: int = 32
+    learning_rate: float = 3e-4
+    weight_decay: float = 1e-2
+    warmup_steps: int = 100
+    #: final learning rate of the cosine schedule, as a fraction of learning_rate
+    final_lr_fraction: float = 0.1
+    grad_clip: float = 1.0
+    #: EMA of the weights (evaluated, exported and used for sampling); 0 disables it
+    ema_decay: float = 0.999
+    #: "32-true" (CPU default) or "bf16-mixed" (GPUs, recent CPUs)
+    precision: str = "32-true"
+    accelerator: str = "auto"
+    #: "auto", a count ("4") or device ids ("0,1")
+    devices: str = "auto"
+    #: "auto", or e.g. "ddp" for several GPUs or processes (gloo on CPU)
+    strategy: str = "auto"
+    num_nodes: int = 1
+    val_every_steps: int = 500
+    checkpoint_every_steps: int = 500
+    log_every_steps: int = 25
+    num_workers: int = 0
+    seed: int = 0
+    #: torch CPU threads (None: torch's default, all cores)
+    threads: int | None = None
+    progress_bar: bool = True
+
+    def __post_init__(self) -> None:
+        positive = ("max_steps", "batch_size", "val_every_steps", "checkpoint_every_steps", "log_every_steps",
+                    "num_nodes")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise RobodreamError(f"trainer.{name} must be >= 1, got {getattr(self, name)}")
+        if self.precision not in PRECISIONS:
+            raise RobodreamError(f"trainer.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if not 0 <= self.ema_decay < 1:
+            raise RobodreamError(f"trainer.ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.learning_rate <= 0:
+            raise RobodreamError(f"trainer.learning_rate must be > 0, got {self.learning_rate}")
+
+    def parsed_devices(self) -> Any:
+        text = str(self.devices).strip()
+        if text == "auto":
+            return "auto"
+        if text.isdigit() or (text.startswith("-") and text[1:].isdigit()):
+            return int(text)
+        try:
+            return [int(part) for part in text.split(",") if part.strip()]
+        except ValueError:
+            raise RobodreamError(f"trainer.devices must be auto, a count or ids like 0,1; got {text!r}") from None
+
+
+def lr_lambda(cfg: TrainerConfig):
+    """Linear warm-up, then cosine decay to final_lr_fraction (Diffusion Policy's schedule)."""
+
+    def factor(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
+        return cfg.final_lr_fraction + (1 - cfg.final_lr_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def make_optimizer(parameters, cfg: TrainerConfig) -> dict[str, Any]:
+    """AdamW + the warm-up/cosine schedule, in the shape Lightning's configure_optimizers returns."""
+    import torch
+
+    optimizer = torch.optim.AdamW(parameters, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def checkpoint_dir(out: str | os.PathLike) -> Path:
+    return Path(out) / "checkpoints"
+
+
+def last_checkpoint(out: str | os.PathLike) -> Path | None:
+    path = checkpoint_dir(out) / "last.ckpt"
+    return path if path.exists() else None
+
+
+def prepare_run_dir(out: str | os.PathLike, resume: bool, overwrite: bool) -> Path | None:
+    """Check the output directory against resume/overwrite; returns the checkpoint to resume from, if any."""
+    out = Path(out)
+    existing = last_checkpoint(out)
+    if resume and overwrite:
+        raise RobodreamError("resume=true and overwrite=true contradict each other: pick one")
+    if existing and not resume and not overwrite:
+        raise RobodreamError(f"{out} already holds a training run: pass resume=true to continue it or "
+                             "overwrite=true to start again")
+    if overwrite and out.exists():
+        import shutil
+
+        shutil.rmtree(checkpoint_dir(out), ignore_errors=True)
+    return existing if resume else None
+
+
+def build_trainer(cfg: TrainerConfig, out: str | os.PathLike, callbacks: list | None = None):
+    """A Lightning Trainer for `cfg` writing under `out`."""
+    import lightning as L
+    import torch
+    from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    all_callbacks = list(callbacks or [])
+    all_callbacks.append(ModelCheckpoint(dirpath=checkpoint_dir(out), filename="step_{step:07d}",
+                                         every_n_train_steps=cfg.checkpoint_every_steps, save_last=True,
+                                         save_top_k=-1, auto_insert_metric_name=False))
+    if cfg.ema_decay > 0:
+        all_callbacks.append(EMAWeightAveraging(decay=cfg.ema_decay))
+    return L.Trainer(
+        max_steps=cfg.max_steps,
+        precision=cfg.precision,
+        accelerator=cfg.accelerator,
+        devices=cfg.parsed_devices(),
+        strategy=cfg.strategy,
+        num_nodes=cfg.num_nodes,
+        val_check_interval=cfg.val_every_steps,
+        check_val_every_n_epoch=None,  # validate every val_every_steps optimiser steps, not per epoch
+        log_every_n_steps=cfg.log_every_steps,
+        gradient_clip_val=cfg.grad_clip or None,
+        callbacks=all_callbacks,
+        logger=CSVLogger(str(out), name="logs"),  # logs/version_N: a resumed run adds a version
+        default_root_dir=str(out),
+        enable_progress_bar=cfg.progress_bar,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        use_distributed_sampler=True,
+    )

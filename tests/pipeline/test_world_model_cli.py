@@ -1,0 +1,92 @@
+"""train-wm / dream / eval-wm end to end on a tiny store: outputs, resume, and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from robodream.datasets.video import read_video
+from robodream.datasets.writer import create_store
+from robodream.pipeline.cli import main
+from tests.conftest import make_episode
+
+TINY_YAML = Path(__file__).resolve().parents[2] / "configs" / "world_model" / "tiny.yaml"
+FAST = ["world_model.context_frames=2", "trainer.batch_size=8", "trainer.val_every_steps=2",
+        "trainer.checkpoint_every_steps=2", "trainer.progress_bar=false", "trainer.warmup_steps=1"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny training run shared by the tests of this module."""
+    from tests.conftest import TINY_FEATURES
+
+    root = tmp_path_factory.mktemp("wm")
+    store = root / "tiny.zarr"
+    writer = create_store(store, fps=10, features=TINY_FEATURES, robot_type="test", task="tiny")
+    for index, length in enumerate((5, 7, 4, 6)):
+        writer.append_episode(make_episode(length, index), source="sim", success=True)
+    writer.close()
+    out = root / "run"
+    assert main(["train-wm", f"data={store}", f"world_model={TINY_YAML}", f"out={out}", "trainer.max_steps=4",
+                 "val_fraction=0.5", *FAST]) == 0
+    return store, out
+
+
+def test_training_writes_model_strips_checkpoints_and_config(trained):
+    store, out = trained
+    config = json.loads((out / "model" / "config.json").read_text())
+    assert config["image_size"] == 16 and config["action_dim"] == 2 and config["state_dim"] == 3
+    assert (out / "val" / "step_0000002.png").exists() and (out / "val" / "step_0000004.gif").exists()
+    assert (out / "checkpoints" / "last.ckpt").exists()
+    assert "val/loss" in json.loads((out / "train_summary.json").read_text())["metrics"]
+    assert "image_size: 16" in (out / "config.yaml").read_text()  # resolved from the data
+
+
+def test_resume_continues_and_mismatches_are_refused(trained, capsys):
+    store, out = trained
+    args = ["train-wm", f"data={store}", f"world_model={TINY_YAML}", f"out={out}", "val_fraction=0.5", *FAST]
+    assert main([*args, "trainer.max_steps=6"]) == 2
+    assert "already holds a training run: pass resume=true" in capsys.readouterr().err
+    assert main([*args, "trainer.max_steps=6", "resume=true"]) == 0
+    assert json.loads((out / "train_summary.json").read_text())["steps"] == 6
+    assert main([*args, "trainer.max_steps=8", "resume=true", "world_model.num_sampling_steps=5"]) == 2
+    assert "the world_model config differs in ['num_sampling_steps']" in capsys.readouterr().err
+
+
+def test_dream_writes_side_by_side_videos(trained, tmp_path, capsys):
+    store, out = trained
+    assert main(["dream", f"ckpt={out}", f"data={store}", "--episodes", "0-1", f"out={tmp_path}", "scale=2"]) == 0
+    mp4 = tmp_path / "dream_ep0-1.mp4"
+    frames = read_video(mp4)
+    assert len(frames) == 7  # the longer episode, context included
+    assert (tmp_path / "dream_ep0-1.gif").exists() and str(mp4) in capsys.readouterr().out
+
+
+def test_eval_wm_writes_metrics_against_both_baselines(trained, tmp_path, capsys):
+    store, out = trained
+    assert main(["eval-wm", f"ckpt={out}", f"data={store}", "horizon=4", f"out={tmp_path}"]) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["horizons"] == [1, 2, 3, 4]
+    assert metrics["count"] == [4, 4, 3, 2]  # episodes of 5, 7, 4, 6 frames minus 2 context frames
+    for name in ("model", "copy_last_frame", "shuffled_actions"):
+        assert len(metrics[name]["psnr"]) == 4 and all(np.isfinite(v) for v in metrics[name]["ssim"])
+    assert (tmp_path / "fidelity.png").stat().st_size > 10_000
+    assert "shuffled act." in capsys.readouterr().out
+
+
+def test_a_store_that_does_not_fit_the_model_is_one_clear_error(trained, tmp_path, capsys):
+    _, out = trained
+    features = {"observation.images.front": {"dtype": "uint8", "shape": [32, 32, 3], "names": None},
+                "observation.state": {"dtype": "float32", "shape": [3], "names": None},
+                "action": {"dtype": "float32", "shape": [2], "names": None}}
+    other = tmp_path / "big.zarr"
+    writer = create_store(other, fps=10, features=features, robot_type="test", task="tiny")
+    writer.append_episode(make_episode(5, 0, features), source="sim")
+    assert main(["eval-wm", f"ckpt={out}", f"data={other}"]) == 2
+    err = capsys.readouterr().err
+    assert "the model has image_size=16 but the data has 32" in err and err.count("\n") == 1
+    assert main(["dream", f"ckpt={tmp_path}", f"data={other}"]) == 2
+    assert "no world model at" in capsys.readouterr().err
