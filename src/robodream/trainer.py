@@ -32,8 +32,11 @@ class TrainerConfig:
     #: final learning rate of the cosine schedule, as a fraction of learning_rate
     final_lr_fraction: float = 0.1
     grad_clip: float = 1.0
-    #: EMA of the weights (evaluated, exported and used for sampling); 0 disables it
+    #: EMA of the weights (evaluated, exported and used for sampling); 0 disables it. The decay warms up as
+    #: 1 - (1 + step)^-ema_power (Diffusion Policy's EMAModel), capped at ema_decay, so early validations and
+    #: short runs are not dominated by the random initial weights.
     ema_decay: float = 0.999
+    ema_power: float = 0.75
     #: "32-true" (CPU default) or "bf16-mixed" (GPUs, recent CPUs)
     precision: str = "32-true"
     accelerator: str = "auto"
@@ -74,6 +77,11 @@ class TrainerConfig:
             return [int(part) for part in text.split(",") if part.strip()]
         except ValueError:
             raise RobodreamError(f"trainer.devices must be auto, a count or ids like 0,1; got {text!r}") from None
+
+
+def ema_decay_at(step: int, cfg: TrainerConfig) -> float:
+    """EMA decay after `step` updates: warms up from 0 towards cfg.ema_decay."""
+    return min(cfg.ema_decay, max(0.0, 1.0 - (1.0 + step) ** -cfg.ema_power))
 
 
 def lr_lambda(cfg: TrainerConfig):
@@ -126,7 +134,7 @@ def build_trainer(cfg: TrainerConfig, out: str | os.PathLike, callbacks: list | 
     """A Lightning Trainer for `cfg` writing under `out`."""
     import lightning as L
     import torch
-    from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint
+    from lightning.pytorch.callbacks import ModelCheckpoint, WeightAveraging
     from lightning.pytorch.loggers import CSVLogger
 
     if cfg.threads:
@@ -136,7 +144,14 @@ def build_trainer(cfg: TrainerConfig, out: str | os.PathLike, callbacks: list | 
                                          every_n_train_steps=cfg.checkpoint_every_steps, save_last=True,
                                          save_top_k=-1, auto_insert_metric_name=False))
     if cfg.ema_decay > 0:
-        all_callbacks.append(EMAWeightAveraging(decay=cfg.ema_decay))
+        @torch.no_grad()
+        def warmup_ema(averaged, current, num_averaged):
+            decay = ema_decay_at(int(num_averaged), cfg)
+            return averaged + (current - averaged) * (1.0 - decay)
+
+        # Lightning's WeightAveraging keeps the average in an AveragedModel, swaps it in for validation,
+        # saves it in checkpoints and copies it into the model when training ends.
+        all_callbacks.append(WeightAveraging(avg_fn=warmup_ema))
     return L.Trainer(
         max_steps=cfg.max_steps,
         precision=cfg.precision,

@@ -90,3 +90,12 @@ def test_a_store_that_does_not_fit_the_model_is_one_clear_error(trained, tmp_pat
     assert "the model has image_size=16 but the data has 32" in err and err.count("\n") == 1
     assert main(["dream", f"ckpt={tmp_path}", f"data={other}"]) == 2
     assert "no world model at" in capsys.readouterr().err
+
+
+def test_bf16_mixed_precision_trains_on_cpu(trained, tmp_path):
+    store, _ = trained
+    out = tmp_path / "bf16"
+    assert main(["train-wm", f"data={store}", f"world_model={TINY_YAML}", f"out={out}", "trainer.max_steps=2",
+                 "trainer.precision=bf16-mixed", *FAST]) == 0
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["steps"] == 2 and np.isfinite(summary["metrics"]["val/loss"])
