@@ -1,0 +1,285 @@
+"""`robodream eval`: evaluate a policy checkpoint (or the scripted expert) on seeded PyBullet episodes.
+
+    robodream eval policy=runs/policy/checkpoints/step_10000 task=push_cube episodes=50 seed=1000 workers=2
+    robodream eval policy=expert task=push_cube episodes=50 seed=1000          # the reference on the same seeds
+    robodream eval --checkpoints runs/policy task=push_cube episodes=50       # every checkpoint of a run
+
+Steps: resolve the checkpoint(s) and check their features against the task env (one line naming any
+mismatch) -> run episode i with seed `seed + i` in worker processes, each loading the policy and building
+its env once (harness.py) -> eval_info.json (LeRobot's shape) + eval_episode_<n>.mp4 for the first
+`videos` episodes -> summary. A sweep writes one such folder per checkpoint plus sweep.csv, sweep.json and
+success_vs_step.png. Seeds must be held out from training: collection uses 0..N-1, evaluation starts at 1000.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from robodream.errors import RobodreamError
+from robodream.features import IMAGE_PREFIX
+from robodream.pipeline.config import save_config
+from robodream.pipeline.harness import EpisodeResult, eval_info, evaluate
+from robodream.pipeline.interrupt import graceful_interrupt
+from robodream.robots.sim.env import EnvConfig
+from robodream.robots.sim.experts import ExpertConfig
+
+EXPERT = "expert"
+STEP_DIR = re.compile(r"^step_(\d+)$")
+
+
+@dataclass
+class EvalConfig:
+    """What to evaluate, on which task and seeds, and where the results go."""
+
+    policy: str | None = None  # a checkpoint dir, a training run (its latest checkpoint), or "expert"
+    checkpoints: str | None = None  # a training run: evaluate every checkpoints/step_<N> (a sweep)
+    task: str | None = None  # shorthand for env.task; default: the task the checkpoint was trained on
+    episodes: int = 50
+    seed: int = 1000  # episode i uses seed + i; keep clear of the training seeds (collect uses 0..N-1)
+    workers: int = 2  # PyBullet worker processes (0 = this process)
+    videos: int = 4  # eval_episode_<n>.mp4 for the first N episodes (per checkpoint in a sweep)
+    video_scale: int = 4  # nearest-neighbour upscaling of the 64x64 camera for viewing
+    out: str | None = None  # default: <run>/eval/<checkpoint>_<task>_seed<seed>, or runs/eval/...
+    num_inference_steps: int | None = None  # override the diffusion policy's DDIM steps
+    n_action_steps: int | None = None  # override how many actions are executed before re-planning
+    max_steps: int | None = None  # stop an episode after N steps (default: the env's own limit)
+    device: str = "cpu"
+    progress: bool = True
+    env: EnvConfig = field(default_factory=EnvConfig)
+    expert: ExpertConfig = field(default_factory=ExpertConfig)
+
+    def __post_init__(self) -> None:
+        if (self.policy is None) == (self.checkpoints is None):
+            raise RobodreamError("name what to evaluate: policy=<checkpoint dir | run dir | expert>, or "
+                                 "--checkpoints <run dir> for every checkpoint of a run (not both)")
+        if self.episodes < 1 or self.workers < 0 or self.videos < 0 or self.seed < 0:
+            raise RobodreamError("episodes must be >= 1, and workers, videos and seed >= 0")
+        if self.task is not None and self.task != self.env.task:
+            self.env = replace(self.env, task=self.task)  # re-runs EnvConfig's validation
+
+
+def run_checkpoints(run: str | Path) -> list[tuple[int, Path]]:
+    """(step, path) of every checkpoints/step_<N> of a training run, by step."""
+    folder = Path(run) / "checkpoints"
+    found = sorted((int(m.group(1)), p) for p in folder.glob("step_*") if (m := STEP_DIR.match(p.name)) and p.is_dir())
+    if not found:
+        raise RobodreamError(f"{run} holds no checkpoints (expected {folder}/step_<N>/): train with "
+                             "robodream train-policy out=... first")
+    return found
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint directory as given, or the latest checkpoint of a training run."""
+    path = Path(path)
+    if not path.exists():
+        raise RobodreamError(f"policy {path} does not exist")
+    if not (path / "config.json").exists() and (path / "checkpoints").is_dir():
+        return run_checkpoints(path)[-1][1]
+    return path
+
+
+def _probe_env(cfg: EnvConfig):
+    from robodream.robots.sim.env import make_env
+
+    env = make_env(cfg)
+    try:
+        return dict(env.features), env.fps
+    finally:
+        env.close()
+
+
+def check_checkpoint(checkpoint: Path, env_cfg: EnvConfig, env_features: dict, env_fps: float) -> dict:
+    """Refuse a checkpoint whose features do not match the task env; returns its config.json."""
+    from robodream.policies.pretrained import check_features, read_checkpoint_info
+
+    info = read_checkpoint_info(checkpoint)
+    image_keys = [k for k in info["features"] if k.startswith(IMAGE_PREFIX)]
+    sizes = {tuple(info["features"][k]["shape"][:2]) for k in image_keys}
+    fix = f"; evaluate with env.image_size={sizes.pop()[0]}" if len(sizes) == 1 else ""
+    check_features(info["features"], env_features, f"checkpoint {checkpoint}",
+                   f"task {env_cfg.task} (env.image_size={env_cfg.image_size})", fix)
+    trained = info.get("training", {})
+    if trained.get("fps") and float(trained["fps"]) != float(env_fps):
+        raise RobodreamError(f"checkpoint {checkpoint} was trained at {trained['fps']} fps but task {env_cfg.task} "
+                             f"runs at {env_fps} fps")
+    if trained.get("task") and trained["task"] != env_cfg.task:
+        print(f"note: {checkpoint} was trained on {trained['task']}, evaluating on {env_cfg.task}", file=sys.stderr)
+    return info
+
+
+def _default_out(cfg: EvalConfig, target: Path | None) -> Path:
+    suffix = f"{cfg.env.task}_seed{cfg.seed}"
+    if cfg.out:
+        return Path(cfg.out)
+    if target is None:
+        return Path("runs/eval") / f"{EXPERT}_{suffix}"
+    if cfg.checkpoints is not None:
+        return target / "eval" / f"sweep_{suffix}"
+    if target.parent.name == "checkpoints":  # inside a training run
+        return target.parent.parent / "eval" / f"{target.name}_{suffix}"
+    return Path("runs/eval") / f"{target.name}_{suffix}"
+
+
+def _agent_factories(cfg: EvalConfig, checkpoints: list[Path]) -> list:
+    if not checkpoints:
+        from robodream.robots.sim.experts import make_expert
+
+        return [partial(make_expert, cfg.env.task, cfg.expert)]
+    from robodream.policies.runner import load_runner
+
+    threads = 1 if cfg.workers > 0 else None  # one worker process per core
+    return [partial(load_runner, str(c), cfg.device, threads, cfg.num_inference_steps, cfg.n_action_steps)
+            for c in checkpoints]
+
+
+def _write_videos(results: list[EpisodeResult], out: Path, fps: float, scale: int) -> list[str]:
+    from robodream.datasets.video import upscale, write_mp4
+
+    return [str(write_mp4(upscale(r.frames, scale), out / f"eval_episode_{i}.mp4", fps))
+            for i, r in enumerate(results) if r.frames is not None]
+
+
+@dataclass
+class EvalResult:
+    name: str
+    step: int | None
+    out: Path
+    info: dict[str, Any]
+
+    @property
+    def pc_success(self) -> float:
+        return self.info["aggregated"]["pc_success"]
+
+
+def run_evaluation(cfg: EvalConfig) -> list[EvalResult]:
+    """Evaluate as configured; returns one result per evaluated policy (one, or one per checkpoint)."""
+    from robodream.robots.sim.env import make_env
+
+    if cfg.checkpoints is not None:
+        steps_paths = run_checkpoints(cfg.checkpoints)
+        target: Path | None = Path(cfg.checkpoints)
+    elif cfg.policy == EXPERT:
+        steps_paths, target = [], None
+    else:
+        checkpoint = resolve_checkpoint(cfg.policy)
+        steps_paths, target = [(None, checkpoint)], checkpoint
+    checkpoints = [p for _, p in steps_paths]
+    if cfg.task is None and checkpoints:  # default to the task the policy was trained on
+        from robodream.policies.pretrained import read_checkpoint_info
+
+        trained = read_checkpoint_info(checkpoints[-1]).get("training", {}).get("task")
+        if trained and trained != cfg.env.task:
+            cfg = replace(cfg, env=replace(cfg.env, task=trained))
+    env_features, fps = _probe_env(cfg.env)
+    infos = [check_checkpoint(c, cfg.env, env_features, fps) for c in checkpoints]
+    if cfg.n_action_steps is not None:  # refuse an execution horizon the policies cannot give, before any work
+        from robodream.policies.configuration import PolicyConfig
+        from robodream.policies.runner import override_n_action_steps
+
+        for info in infos:
+            override_n_action_steps(PolicyConfig.from_dict(info["policy"]), cfg.n_action_steps)
+    out = _default_out(cfg, target)
+    save_config(cfg, out / "config.yaml")
+
+    names = [p.name for p in checkpoints] or [EXPERT]
+    step_of = [s if s is not None else info.get("training", {}).get("step")
+               for (s, _), info in zip(steps_paths, infos, strict=True)] or [None]
+    seeds = [cfg.seed + i for i in range(cfg.episodes)]
+    video_key = f"{IMAGE_PREFIX}front" if f"{IMAGE_PREFIX}front" in env_features else None
+    per_agent: list[list[EpisodeResult]] = [[] for _ in names]
+    evaluated: list[EvalResult] = []
+    bar = tqdm(total=len(names) * len(seeds), desc=f"eval {names[0]}", unit="ep", disable=not cfg.progress,
+               dynamic_ncols=True, file=sys.stderr)
+    started = agent_started = time.monotonic()
+    with graceful_interrupt("stopping after the current episodes (Ctrl-C again to abort now)") as stop:
+        for agent_ix, _, result in evaluate(partial(make_env, cfg.env), _agent_factories(cfg, checkpoints), seeds,
+                                            cfg.workers, cfg.videos if video_key else 0, video_key, cfg.max_steps,
+                                            should_stop=stop):
+            done = per_agent[agent_ix]
+            done.append(result)
+            wins = sum(r.success for r in done)
+            bar.update(1)
+            bar.set_description(f"eval {names[agent_ix]}")
+            bar.set_postfix_str(f"success {wins}/{len(done)} ({wins / len(done):.0%})")
+            if len(done) == len(seeds):
+                now = time.monotonic()
+                folder = out / names[agent_ix] if cfg.checkpoints is not None else out
+                evaluated.append(_finish(cfg, names[agent_ix], step_of[agent_ix], checkpoints, agent_ix, done,
+                                         now - agent_started, folder, fps))
+                agent_started = now
+    bar.close()
+    if stop.requested:
+        raise RobodreamError(f"evaluation interrupted after {sum(map(len, per_agent))} episodes; nothing "
+                             f"incomplete was written (finished: {[e.name for e in evaluated]})")
+    if cfg.checkpoints is not None:
+        write_sweep(evaluated, out, time.monotonic() - started)
+    return evaluated
+
+
+def _finish(cfg: EvalConfig, name: str, step: int | None, checkpoints: list[Path], agent_ix: int,
+            results: list[EpisodeResult], eval_s: float, folder: Path, fps: float) -> EvalResult:
+    videos = _write_videos(results, folder, fps, cfg.video_scale)
+    info = eval_info(results, eval_s, videos, info={
+        "policy": str(checkpoints[agent_ix]) if checkpoints else EXPERT, "step": step, "task": cfg.env.task,
+        "seeds": [cfg.seed, cfg.seed + cfg.episodes - 1], "workers": cfg.workers,
+        "mean_episode_steps": sum(r.steps for r in results) / len(results)})
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "eval_info.json").write_text(json.dumps(info, indent=2))
+    return EvalResult(name, step, folder, info)
+
+
+def write_sweep(results: list[EvalResult], out: Path, eval_s: float) -> None:
+    """sweep.json + sweep.csv (one row per checkpoint) and success_vs_step.png."""
+    rows = [{"checkpoint": r.name, "step": r.step, "pc_success": r.pc_success,
+             "avg_sum_reward": r.info["aggregated"]["avg_sum_reward"], "eval_s": r.info["aggregated"]["eval_s"],
+             "eval_info": str(r.out / "eval_info.json")} for r in results]
+    (out / "sweep.json").write_text(json.dumps({"rows": rows, "eval_s": eval_s}, indent=2))
+    header = list(rows[0])
+    (out / "sweep.csv").write_text("\n".join([",".join(header)] + [",".join(str(r[h]) for h in header)
+                                                                    for r in rows]) + "\n")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=120)
+    ax.plot([r["step"] for r in rows], [r["pc_success"] for r in rows], marker="o")
+    ax.set(xlabel="training step", ylabel="success (%)", ylim=(-3, 103), title=f"success vs step ({out.name})")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "success_vs_step.png")
+    plt.close(fig)
+
+
+def summary_lines(results: list[EvalResult]) -> list[str]:
+    """One screen: a line per evaluated policy, then where the files are."""
+    lines = [f"{'policy':<14} {'step':>7} {'success':>8} {'avg_sum_reward':>15} {'eval_s':>8} {'ep/s':>6}"]
+    for r in results:
+        agg = r.info["aggregated"]
+        n = len(r.info["per_episode"])
+        lines.append(f"{r.name:<14} {r.step if r.step is not None else '-':>7} {agg['pc_success']:>7.1f}% "
+                     f"{agg['avg_sum_reward']:>15.3f} {agg['eval_s']:>8.1f} {n / max(agg['eval_s'], 1e-9):>6.2f}")
+    info = results[-1].info["info"] if results else {}
+    if results:
+        lines.append(f"task {info['task']}, seeds {info['seeds'][0]}..{info['seeds'][1]}")
+        out = results[0].out.parent if len(results) > 1 else results[0].out
+        lines.append(f"eval_info    {results[0].out / 'eval_info.json'}" if len(results) == 1 else
+                     f"sweep        {out / 'sweep.csv'}, {out / 'success_vs_step.png'}")
+        for video in results[0].info["video_paths"][:1]:
+            lines.append(f"videos       {video} (+{len(results[0].info['video_paths']) - 1} more)")
+    return lines
+
+
+def run_eval(cfg: EvalConfig) -> int:
+    """CLI entry: evaluate, print the summary."""
+    print("\n".join(summary_lines(run_evaluation(cfg))))
+    return 0

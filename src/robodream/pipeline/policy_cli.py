@@ -1,0 +1,32 @@
+"""CLI commands for policies: `robodream train-policy` and `robodream eval` (registered in cli.py)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _cmd_train_policy(ns: argparse.Namespace) -> int:
+    from robodream.pipeline.cli import build_from_args
+    from robodream.pipeline.train_policy import TrainPolicyConfig, run_train_policy
+
+    return run_train_policy(build_from_args(TrainPolicyConfig, ns.args))
+
+
+def _cmd_eval(ns: argparse.Namespace) -> int:
+    from robodream.pipeline.cli import build_from_args
+    from robodream.pipeline.evaluate import EvalConfig, run_eval
+
+    args = [*ns.args, f"checkpoints={ns.checkpoints}"] if ns.checkpoints else ns.args
+    return run_eval(build_from_args(EvalConfig, args))
+
+
+def add_commands(sub) -> None:
+    """Add train-policy and eval to the `robodream` parser."""
+    from robodream.pipeline.cli import add_config_command
+
+    add_config_command(sub, "train-policy", "train a diffusion or BC policy on episode stores (Lightning, EMA, "
+                       "kept checkpoints, resume=true)", _cmd_train_policy)
+    evaluate = add_config_command(sub, "eval", "evaluate a policy checkpoint (or policy=expert) on seeded PyBullet "
+                                  "episodes; writes eval_info.json and videos", _cmd_eval)
+    evaluate.add_argument("--checkpoints", metavar="RUN", default=None,
+                          help="evaluate every checkpoints/step_<N> of a training run: table + success-vs-step plot")

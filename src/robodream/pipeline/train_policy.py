@@ -1,0 +1,266 @@
+"""`robodream train-policy`: train a diffusion or BC policy on one or more episode stores with Lightning.
+
+    robodream train-policy data=data/push.zarr policy=configs/policy/diffusion.yaml out=runs/policy
+    robodream train-policy data=real.zarr:0.7,synthetic.zarr:0.3 policy=configs/policy/bc.yaml
+    robodream train-policy out=runs/policy resume=true          # continue from runs/policy/lightning/last.ckpt
+
+Steps: open the stores and check they hold what the policy needs -> pool their normalisation stats with the
+mixing weights -> build the policy (normaliser inside) -> train for trainer.max_steps with EMA, saving
+`checkpoints/step_<N>/` every trainer.checkpoint_every steps (kept: a run yields a series of checkpoints to
+evaluate with `robodream eval --checkpoints <out>`) -> summary.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from robodream.errors import RobodreamError
+from robodream.pipeline.config import save_config, to_dict
+from robodream.policies.configuration import PolicyConfig
+
+
+@dataclass
+class TrainerConfig:
+    """Optimisation and bookkeeping (Chi et al.'s recipe, scaled for CPU)."""
+
+    max_steps: int = 10_000
+    batch_size: int = 64
+    lr: float = 1e-4
+    weight_decay: float = 1e-6
+    warmup_steps: int = 500
+    ema: bool = True  # evaluate and save EMA weights (decay warms up as 1 - (1 + k)^-ema_power)
+    ema_power: float = 0.75
+    ema_max_decay: float = 0.9999
+    checkpoint_every: int = 1000  # steps between kept checkpoints (and last.ckpt for resuming)
+    num_workers: int = 0  # DataLoader processes; windows come from RAM, so 0 is usually fastest
+    threads: int | None = None  # torch CPU threads (null: torch's default, one per core)
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("max_steps", "batch_size", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise RobodreamError(f"trainer.{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0 or self.warmup_steps < 0 or not 0 <= self.ema_max_decay < 1:
+            raise RobodreamError("trainer: lr must be > 0, warmup_steps >= 0 and ema_max_decay in [0, 1)")
+
+
+def parse_data(data: Any) -> list[dict[str, Any]]:
+    """`data=` as given on the command line or in YAML -> [{"path": ..., "weight": ...}].
+
+    Accepts "a.zarr", "a.zarr:0.7,b.zarr:0.3", a list of such strings, or a list of {path, weight} mappings.
+    The weight is the part after the last colon when it parses as a number (so s3://... URLs work).
+    """
+    if data is None or data == "" or data == []:
+        raise RobodreamError("no training data: pass data=<store.zarr> (or data=a.zarr:0.7,b.zarr:0.3 to mix)")
+    items = data.split(",") if isinstance(data, str) else list(data)
+    sources = []
+    for item in items:
+        if isinstance(item, dict):
+            path, weight = item.get("path"), item.get("weight", 1.0)
+        else:
+            path, weight = str(item).strip(), 1.0
+            head, sep, tail = path.rpartition(":")
+            if sep and head and "/" not in tail:
+                try:
+                    path, weight = head, float(tail)
+                except ValueError:
+                    pass
+        if not path:
+            raise RobodreamError(f"bad data entry {item!r}: expected <store> or <store>:<weight>")
+        try:
+            weight = float(weight)
+        except (TypeError, ValueError):
+            raise RobodreamError(f"bad weight {weight!r} for {path}: use a number, e.g. {path}:0.5") from None
+        if weight < 0:
+            raise RobodreamError(f"the weight of {path} is {weight}: weights must be >= 0")
+        sources.append({"path": str(path), "weight": weight})
+    if sum(s["weight"] for s in sources) <= 0:
+        raise RobodreamError("every data weight is 0: give at least one store a positive weight")
+    return sources
+
+
+@dataclass
+class TrainPolicyConfig:
+    """What to train, on what, and where."""
+
+    data: Any = None  # see parse_data
+    out: str = "runs/policy"
+    resume: bool = False  # continue the run in `out` from its lightning/last.ckpt
+    overwrite: bool = False  # replace an existing run in `out`
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+    def __post_init__(self) -> None:
+        if self.resume and self.overwrite:
+            raise RobodreamError("resume=true and overwrite=true contradict each other: pick one")
+        if self.data is None and self.resume:
+            self.data = _saved_config(Path(self.out)).get("data")  # `resume=true out=...` is enough
+        self.data = parse_data(self.data)
+
+
+def _saved_config(out: Path) -> dict[str, Any]:
+    path = out / "config.yaml"
+    if not path.is_file():
+        raise RobodreamError(f"cannot resume: {out} holds no training run (no config.yaml)")
+    return OmegaConf.to_container(OmegaConf.load(path))  # type: ignore[return-value]
+
+
+@dataclass
+class TrainSummary:
+    out: Path
+    steps: int
+    start_step: int
+    elapsed_s: float
+    steps_per_s: float
+    final_loss: float | None
+    checkpoints: list[Path]
+
+    def lines(self) -> list[str]:
+        loss = f"{self.final_loss:.4f}" if self.final_loss is not None else "-"
+        done = self.steps - self.start_step
+        return [
+            f"run          {self.out}",
+            f"steps        {self.steps}" + (f" (resumed at {self.start_step})" if self.start_step else ""),
+            f"time         {self.elapsed_s:.1f} s ({self.steps_per_s:.2f} steps/s over {done} steps)",
+            f"loss         {loss} (smoothed)",
+            f"checkpoints  {len(self.checkpoints)} new in {self.out / 'checkpoints'}",
+            f"evaluate     robodream eval policy={self.checkpoints[-1] if self.checkpoints else self.out} "
+            f"(or --checkpoints {self.out})",
+        ]
+
+
+def open_training_data(cfg: TrainPolicyConfig):
+    """Open every store, select the policy's features from each and check they agree.
+
+    Returns (stores, features, stats) with stats pooled over the stores with the mixing weights.
+    """
+    from robodream.datasets.normalize import merge_stats
+    from robodream.datasets.reader import EpisodeStore
+    from robodream.policies.base import select_features
+
+    stores, features = [], None
+    for source in cfg.data:
+        store = EpisodeStore.open(source["path"])
+        if store.num_episodes == 0:
+            raise RobodreamError(f"{source['path']} holds no committed episodes")
+        selected = select_features(cfg.policy, store.features, source["path"])
+        if features is None:
+            features, first = selected, source["path"]
+        else:
+            for key, feature in features.items():
+                if list(selected[key]["shape"]) != list(feature["shape"]):
+                    raise RobodreamError(f"{source['path']} has {key} of shape {selected[key]['shape']} but "
+                                         f"{first} has {feature['shape']}: mixed stores must match")
+            if store.fps != stores[0].fps:
+                raise RobodreamError(f"{source['path']} runs at {store.fps} fps but {first} at {stores[0].fps}: "
+                                     "mixed stores must share the control rate")
+        stores.append(store)
+    parts = [s.stats() for s in stores]
+    weights = [s["weight"] for s in cfg.data]
+    stats = parts[0] if len(parts) == 1 else merge_stats(parts, weights)
+    missing = [k for k in features if k not in stats["features"]]
+    if missing:
+        raise RobodreamError(f"no normalisation statistics for {missing} in {cfg.data[0]['path']}")
+    return stores, features, stats["features"]
+
+
+def _prepare_out(cfg: TrainPolicyConfig) -> Path | None:
+    """Check `out` against resume/overwrite; returns the checkpoint to resume from (or None)."""
+    import shutil
+
+    from robodream.policies.system import CHECKPOINTS, LIGHTNING
+
+    out = Path(cfg.out)
+    last = out / LIGHTNING / "last.ckpt"
+    has_run = (out / CHECKPOINTS).exists() or last.exists()
+    if cfg.resume:
+        saved = _saved_config(out)
+        for part in ("policy", "data"):
+            if saved.get(part) != to_dict(cfg)[part]:
+                raise RobodreamError(f"cannot resume {out}: it was trained with a different {part} config; use the "
+                                     f"same {part} settings or another out=")
+        return last if last.exists() else None
+    if has_run and not cfg.overwrite:
+        raise RobodreamError(f"{out} already holds a training run: pass resume=true to continue it, overwrite=true "
+                             "to replace it, or another out=")
+    if has_run:
+        for part in (CHECKPOINTS, LIGHTNING, "logs"):
+            shutil.rmtree(out / part, ignore_errors=True)
+    return None
+
+
+def _quiet_lightning() -> None:
+    # Lightning's banner lines (GPU/TPU available, ...) and data-loader advice drown the progress bar.
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")
+
+
+def train_policy(cfg: TrainPolicyConfig) -> TrainSummary:
+    """Train as configured (see the module docstring); returns the summary."""
+    import lightning as L
+    import torch
+    from lightning.pytorch.loggers import CSVLogger
+
+    from robodream.datasets.mixture import MixtureDataset, make_mixture_loader
+    from robodream.datasets.windows import WindowDataset, make_loader
+    from robodream.policies.pretrained import make_policy
+    from robodream.policies.system import PolicySystem, RunCheckpoints, StepProgress, ema_callback
+
+    _quiet_lightning()
+    t = cfg.trainer
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    resume_from = _prepare_out(cfg)
+    stores, features, stats = open_training_data(cfg)
+    L.seed_everything(t.seed, verbose=False)
+    policy = make_policy(cfg.policy, features, stats)
+    windows = [WindowDataset(store, policy.delta_indices()) for store in stores]
+    if len(windows) == 1:
+        loader = make_loader(windows[0], t.batch_size, shuffle=True, num_workers=t.num_workers, drop_last=True,
+                             seed=t.seed)
+    else:
+        loader = make_mixture_loader(MixtureDataset(windows), [s["weight"] for s in cfg.data], t.batch_size,
+                                     num_workers=t.num_workers, seed=t.seed)
+    if len(loader) == 0:
+        raise RobodreamError(f"the data holds {sum(len(w) for w in windows)} frames, fewer than one batch of "
+                             f"trainer.batch_size={t.batch_size}: lower the batch size or record more episodes")
+    out = Path(cfg.out)
+    save_config(cfg, out / "config.yaml")
+
+    def training_info(step: int) -> dict[str, Any]:
+        return {"step": step, "task": stores[0].task, "fps": stores[0].fps, "robot_type": stores[0].robot_type,
+                "run": str(out), "data": [{**s, "episodes": st.num_episodes, "frames": st.num_frames}
+                                          for s, st in zip(cfg.data, stores, strict=True)]}
+
+    checkpoints = RunCheckpoints(out, t.checkpoint_every, t.max_steps, training_info)
+    progress = StepProgress(t.max_steps, enabled=t.progress)
+    callbacks = ([ema_callback(t.ema_power, t.ema_max_decay)] if t.ema else []) + [checkpoints, progress]
+    trainer = L.Trainer(max_steps=t.max_steps, accelerator="cpu", devices=1, callbacks=callbacks,
+                        logger=CSVLogger(out, name="logs"), log_every_n_steps=min(50, t.max_steps),
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        num_sanity_val_steps=0, limit_val_batches=0)
+    system = PolicySystem(policy, lr=t.lr, weight_decay=t.weight_decay, warmup_steps=t.warmup_steps,
+                          max_steps=t.max_steps)
+    started = time.monotonic()
+    trainer.fit(system, loader, ckpt_path=str(resume_from) if resume_from else None)
+    elapsed = time.monotonic() - started
+    return TrainSummary(out, trainer.global_step, progress.start_step, elapsed, progress.steps_per_s(trainer),
+                        progress.loss, checkpoints.saved)
+
+
+def run_train_policy(cfg: TrainPolicyConfig) -> int:
+    """CLI entry: train and print the summary."""
+    summary = train_policy(cfg)
+    print("\n".join(summary.lines()))
+    return 0
