@@ -14,6 +14,7 @@ State: ``[ee_x, ee_y, ee_z, gripper_opening_m, q1..q7]`` in the robot base frame
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,6 +95,9 @@ class SimPandaArm(Robot):
         self._low = np.asarray(self.config.workspace_low)
         self._high = np.asarray(self.config.workspace_high)
         self._connected = False
+        #: optional ``(q_now, q_target) -> q_safe`` applied to the IK's joint targets (the safety layer's joint
+        #: stage, see robots/safety.py and robots/sim/safe_env.py)
+        self.joint_filter: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
 
     # ---- Robot interface -----------------------------------------------------------------------------------
     @property
@@ -176,7 +180,10 @@ class SimPandaArm(Robot):
         if not self.is_connected:
             raise RobodreamError("SimPandaArm is not connected: call connect() before send_action()")
         sent, target = self.clip_action(action)
-        self._command(self._ik(target), float(sent[3]))
+        q = self._ik(target)
+        if self.joint_filter is not None:
+            q = list(self.joint_filter(self.state()[4:].astype(np.float64), np.asarray(q)))
+        self._command(q, float(sent[3]))
         self.scene.step(SUBSTEPS)
         return sent
 
@@ -186,6 +193,12 @@ class SimPandaArm(Robot):
             self._scene.close()
             self._scene = None
         self._connected = False
+
+    def command_joints(self, arm_q: list[float], gripper: float, position_gain: float = 0.15) -> None:
+        """Set the joint position targets directly (no IK, no clipping): for drivers that receive joint
+        commands, e.g. the ROS 2 sim-arm node. ``gripper`` in [0, 1] (0 = open). A higher ``position_gain``
+        suits setpoints that move smoothly (an interpolated trajectory), where it does not overshoot."""
+        self._command(list(arm_q), float(gripper), position_gain)
 
     # ---- internals -----------------------------------------------------------------------------------------
     def _ik(self, target: np.ndarray, iterations: int = 3) -> list[float]:
@@ -219,7 +232,7 @@ class SimPandaArm(Robot):
             )
         return q[:7]
 
-    def _command(self, arm_q: list[float], gripper: float) -> None:
+    def _command(self, arm_q: list[float], gripper: float, position_gain: float = 0.15) -> None:
         s = self.scene
         p.setJointMotorControlArray(
             s.panda,
@@ -227,7 +240,7 @@ class SimPandaArm(Robot):
             p.POSITION_CONTROL,
             targetPositions=arm_q,
             forces=_ARM_FORCES,
-            positionGains=[0.15] * 7,  # higher gains overshoot 1-3 cm on 4 cm steps
+            positionGains=[position_gain] * 7,  # higher gains overshoot 1-3 cm on 4 cm steps
             physicsClientId=s.client,
         )
         finger = FINGER_OPEN * (1.0 - gripper)
