@@ -1,0 +1,177 @@
+"""`robodream generate`: synthetic episodes from a world model, labelled by the probe, into an episode store.
+
+    robodream generate wm=runs/wm probe=runs/probe data=data/push.zarr rollouts=1000 horizon=40 \
+        source=demo-actions noise=0.1 filter.success_only=true out=data/synth.zarr
+    robodream generate wm=runs/wm probe=runs/probe policy=runs/policy/checkpoints/step_5000 source=policy ...
+
+Generation runs through Lightning's predict loop: `accelerator=gpu devices=4` spreads the rollouts over four
+GPUs with no code change. Each device writes its own shard (the single-writer rule of the store holds per
+shard); rank 0 merges the shards in rollout order and moves the result into place only when everything
+succeeded, so an interrupted run leaves no half-written store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from robodream.errors import RobodreamError
+
+SOURCES = ("demo-actions", "policy")
+
+
+@dataclass
+class GenerateFilterConfig:
+    success_only: bool = False  # keep only rollouts the probe calls a success
+    samples: int = 1  # M imagined samples per rollout for the uncertainty filter (1: off)
+    max_spread: float | None = None  # drop rollouts whose samples' mean per-pixel std (0-1 units) exceeds this
+
+
+@dataclass
+class GenerateConfig:
+    wm: str = "runs/wm"
+    probe: str = "runs/probe"
+    data: str = "data/push_cube.zarr"  # real store: start contexts, demo actions, action statistics
+    episodes: str = "all"  # real episodes that may start a rollout (e.g. 0-49)
+    policy: str | None = None
+    source: str = "demo-actions"
+    rollouts: int = 100
+    horizon: int = 40
+    noise: float = 0.1  # action noise, in stds of each action dimension in the real data
+    seed: int = 0
+    batch_size: int = 32
+    stop_at_success: bool = True
+    filter: GenerateFilterConfig = field(default_factory=GenerateFilterConfig)
+    out: str = "data/synth.zarr"
+    overwrite: bool = False
+    accelerator: str = "auto"
+    devices: str = "1"
+    strategy: str = "auto"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise RobodreamError(f"source must be one of {', '.join(SOURCES)}, got {self.source!r}")
+        if self.source == "policy" and not self.policy:
+            raise RobodreamError("source=policy needs policy=<checkpoint directory>")
+        if self.rollouts < 1 or self.horizon < 1 or self.batch_size < 1:
+            raise RobodreamError("rollouts, horizon and batch_size must all be >= 1")
+        if self.filter.samples < 1:
+            raise RobodreamError(f"filter.samples must be >= 1, got {self.filter.samples}")
+        if self.filter.max_spread is not None and self.filter.samples < 2:
+            raise RobodreamError("filter.max_spread needs filter.samples >= 2 (the spread is measured across samples)")
+        if self.noise < 0:
+            raise RobodreamError(f"noise must be >= 0, got {self.noise}")
+
+
+def model_id(directory: Path) -> str:
+    """A short content hash of a model's weights, recorded in every synthetic episode's origin."""
+    digest = hashlib.sha256()
+    with open(directory / "model.safetensors", "rb") as weights:
+        for block in iter(lambda: weights.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:12]
+
+
+@dataclass
+class GenerateSummary:
+    store: str
+    generated: int = 0
+    kept: int = 0
+    successes: int = 0
+    dropped_not_success: int = 0
+    dropped_uncertain: int = 0
+    elapsed_s: float = 0.0
+
+    def lines(self) -> list[str]:
+        rate = self.generated / self.elapsed_s if self.elapsed_s else 0.0
+        return [f"store       {self.store}",
+                f"rollouts    {self.generated} imagined, {self.kept} kept ({self.kept / max(1, self.generated):.0%})",
+                f"probe       {self.successes} successes; dropped {self.dropped_not_success} failures, "
+                f"{self.dropped_uncertain} uncertain",
+                f"time        {self.elapsed_s:.1f} s ({rate:.2f} rollouts/s)"]
+
+
+def generate(cfg: GenerateConfig) -> GenerateSummary:
+    """Run the generation described by `cfg`; returns a summary (rank 0) after the store is in place."""
+    import lightning as L
+
+    from robodream.datasets import layout
+    from robodream.datasets.reader import EpisodeStore
+    from robodream.pipeline.generate_lightning import GenerationDataModule, GenerationModule, ShardWriter
+    from robodream.pipeline.generation import GenerationSettings
+    from robodream.pipeline.info import parse_episode_selection
+    from robodream.world_models.model import WorldModel, resolve_checkpoint
+    from robodream.world_models.probe import StateSuccessProbe
+
+    out = Path(cfg.out)
+    if layout.store_exists(out) and not cfg.overwrite:
+        raise RobodreamError(f"{out} already exists: pass overwrite=true to replace it")
+    wm_dir = resolve_checkpoint(cfg.wm)
+    model = WorldModel.from_pretrained(wm_dir)
+    store = EpisodeStore.open(cfg.data)
+    model.config.with_data_shapes(store.features)
+    probe = StateSuccessProbe.from_pretrained(cfg.probe)
+    if probe.config.image_size != model.config.image_size:
+        raise RobodreamError(f"the probe reads {probe.config.image_size}px frames but the world model makes "
+                             f"{model.config.image_size}px ones")
+    policy = _load_policy(cfg, store) if cfg.source == "policy" else None
+    origin = {"world_model": str(wm_dir), "model_id": model_id(wm_dir), "probe": str(cfg.probe),
+              "source": cfg.source, "noise": cfg.noise, "policy": cfg.policy, "data": str(cfg.data)}
+    settings = GenerationSettings(source=cfg.source, horizon=cfg.horizon, noise=cfg.noise, seed=cfg.seed,
+                                  samples=cfg.filter.samples, max_spread=cfg.filter.max_spread,
+                                  success_only=cfg.filter.success_only, stop_at_success=cfg.stop_at_success,
+                                  origin=origin)
+    episodes = parse_episode_selection(cfg.episodes, store.num_episodes)
+    module = GenerationModule(model, probe, store, settings, policy)
+    partial = out.with_name(f".{out.name}.partial")
+    writer = ShardWriter(partial, store, model.config.image_key, cfg.rollouts, cfg.progress)
+    trainer = L.Trainer(accelerator=cfg.accelerator, devices=_devices(cfg.devices), strategy=cfg.strategy,
+                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, callbacks=[writer], use_distributed_sampler=False)
+    started = time.monotonic()
+    try:
+        trainer.predict(module, datamodule=GenerationDataModule(cfg.rollouts, episodes, cfg.seed, cfg.batch_size),
+                        return_predictions=False)
+        trainer.strategy.barrier()
+        summary = GenerateSummary(store=str(out))
+        if trainer.is_global_zero:
+            writer.finish(out, overwrite=cfg.overwrite, world_size=trainer.world_size, summary=summary)
+    except BaseException:
+        if trainer.is_global_zero:
+            writer.discard(trainer.world_size)
+        raise
+    summary.elapsed_s = time.monotonic() - started
+    return summary
+
+
+def _devices(text: str):
+    text = str(text).strip()
+    return int(text) if text.isdigit() else ("auto" if text == "auto" else [int(p) for p in text.split(",")])
+
+
+def _load_policy(cfg: GenerateConfig, store):
+    from robodream.policies.pretrained import check_features, load_pretrained
+
+    policy = load_pretrained(cfg.policy)
+    check_features({k: v for k, v in policy.features.items()}, store.features, f"policy {cfg.policy}",
+                   f"store {cfg.data}")
+    return policy
+
+
+def remove_store(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def add_commands(sub) -> None:
+    from robodream.pipeline.cli import add_config_command, build_from_args
+
+    def run(ns) -> int:
+        summary = generate(build_from_args(GenerateConfig, ns.args))
+        print("\n".join(summary.lines()))
+        return 0
+
+    add_config_command(sub, "generate", "imagine synthetic episodes with a world model into an episode store", run)

@@ -1,0 +1,187 @@
+"""Imagined episodes, a batch at a time: start from real context, act, imagine, label with the probe, filter.
+
+A synthetic episode is the K real context frames of a real episode followed by up to `horizon` imagined
+frames. Actions come from the recorded demonstration (perturbed by Gaussian noise) or from a policy
+(receding horizon, plus noise) acting on the imagined observations. Every imagined frame is labelled by the
+probe: cube and goal positions (observation.environment_state, with an unknown cube orientation stored as
+the identity quaternion) and success (reward); observation.state comes from the world model's own state
+prediction. The episode ends at the first frame the probe calls a success, as recorded episodes do.
+
+Filters: success only; and model uncertainty — each rollout is imagined M times under the same actions with
+different noise, and rollouts whose samples disagree (mean per-pixel standard deviation above a threshold)
+are dropped (the spread is kept in the episode origin either way).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from robodream.datasets.reader import EpisodeStore
+from robodream.features import ACTION, ENV_STATE, STATE
+from robodream.world_models.env import WorldModelEnv
+from robodream.world_models.model import WorldModel
+from robodream.world_models.probe import StateSuccessProbe
+from robodream.world_models.rollout import load_clips
+
+IDENTITY_QUATERNION = np.array([0.0, 0.0, 0.0, 1.0], np.float32)
+
+
+@dataclass
+class RolloutSpec:
+    index: int  # rollout number in the run (its seed is run seed + index)
+    start_episode: int  # real episode whose first K frames start it
+
+
+@dataclass
+class GenerationSettings:
+    source: str  # "demo-actions" or "policy"
+    horizon: int
+    noise: float  # in units of each action dimension's std in the real data
+    seed: int
+    samples: int  # M >= 1 imagined samples per rollout (uncertainty)
+    max_spread: float | None
+    success_only: bool
+    stop_at_success: bool
+    origin: dict  # provenance common to every rollout (model id, paths)
+
+
+class BatchedPolicyRunner:
+    """Receding-horizon execution of a policy over a batch of rollouts (PolicyRunner, batched)."""
+
+    def __init__(self, policy, first_observations: list[dict[str, np.ndarray]], generator: torch.Generator):
+        self.policy = policy
+        self.generator = generator
+        self.window = deque(first_observations, maxlen=policy.config.n_obs_steps)
+        while len(self.window) < policy.config.n_obs_steps:  # edge padding, as in training windows
+            self.window.appendleft(self.window[0])
+        self.queue: deque[np.ndarray] = deque()
+
+    def act(self, obs: dict[str, np.ndarray] | None) -> np.ndarray:
+        """The next (B, A) actions; `obs` is the newest batched observation (None for the first call)."""
+        if obs is not None:
+            self.window.append(obs)
+        if not self.queue:
+            keys = self.policy.observation_keys
+            window = {k: np.stack([o[k] for o in self.window], axis=1) for k in keys}
+            chunk = self.policy.predict_action(window, generator=self.generator).float().cpu().numpy()
+            self.queue.extend(np.moveaxis(chunk, 1, 0))  # (n_action_steps, B, A)
+        return self.queue.popleft()
+
+
+class RolloutGenerator:
+    """Generates, labels and filters batches of rollouts; owns no files (the caller writes the episodes)."""
+
+    def __init__(self, model: WorldModel, probe: StateSuccessProbe, store: EpisodeStore,
+                 settings: GenerationSettings, policy=None):
+        self.model, self.probe, self.store, self.settings, self.policy = model, probe, store, settings, policy
+        cfg = model.config
+        self.k = cfg.context_frames
+        self.image_key = cfg.image_key
+        stats = store.stats()["features"][ACTION]
+        self.action_low = np.asarray(stats["min"], np.float32)
+        self.action_high = np.asarray(stats["max"], np.float32)
+        self.action_std = np.asarray(stats["std"], np.float32)
+        names = store.features[ACTION].get("names") or []
+        self.gripper_dims = [i for i, name in enumerate(names) if "gripper" in name]
+
+    def _noisy(self, actions: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        noisy = actions + rng.normal(0.0, 1.0, actions.shape).astype(np.float32) * self.settings.noise * self.action_std
+        return np.clip(noisy, self.action_low, self.action_high)  # stay inside what the model has seen
+
+    def generate(self, specs: list[RolloutSpec]) -> tuple[list[dict], dict]:
+        """Episodes to store (with their metadata) and counts for the batch."""
+        s, k = self.settings, self.k
+        episodes = [spec.start_episode for spec in specs]
+        clips = load_clips(self.store, episodes, k, s.horizon, self.image_key, self.model.config.predict_state)
+        batch = len(specs)
+        rng = np.random.default_rng([s.seed, specs[0].index])
+        env = WorldModelEnv(self.model, num_envs=batch, seed=s.seed + specs[0].index)
+        history = clips.actions[:, np.clip(np.arange(-1, k - 1), 0, None)]
+        states = clips.states[:, :k] if clips.states is not None else None
+        obs = env.reset_from(clips.frames[:, :k], history, states)
+        runner = None
+        if s.source == "policy":
+            context = [{self.image_key: clips.frames[:, i]} for i in range(k)]
+            if states is not None:
+                for i, frame in enumerate(context):
+                    frame[STATE] = clips.states[:, i]
+            runner = BatchedPolicyRunner(self.policy, context, env.generator or torch.Generator().manual_seed(s.seed))
+        frames, predicted_states, applied = [], [], []
+        for step in range(s.horizon):
+            if runner is not None:
+                action = self._noisy(runner.act(obs if step else None), rng)
+            else:
+                action = self._noisy(clips.actions[:, k - 1 + step], rng)
+            obs, *_ = env.step(action)
+            applied.append(action)
+            frames.append(obs[self.image_key])
+            predicted_states.append(obs.get(STATE))
+        imagined = np.stack(frames, axis=1)  # (B, H, h, w, 3)
+        actions = np.stack(applied, axis=1)
+        spread = self._spread(clips, history, states, actions, imagined)
+        labels = self.probe.predict(imagined.reshape(-1, *imagined.shape[2:]))
+        success = labels["success_prob"].reshape(batch, s.horizon) > 0.5
+        kept, dropped_success, dropped_spread = [], 0, 0
+        for b, spec in enumerate(specs):
+            if s.success_only and not success[b].any():
+                dropped_success += 1
+                continue
+            if s.max_spread is not None and spread[b] > s.max_spread:
+                dropped_spread += 1
+                continue
+            kept.append(self._episode(b, spec, clips, imagined, predicted_states, actions, labels, success, spread))
+        return kept, {"generated": batch, "kept": len(kept), "dropped_not_success": dropped_success,
+                      "dropped_uncertain": dropped_spread, "successes": int(success.any(axis=1).sum())}
+
+    def _spread(self, clips, history, states, actions, imagined) -> np.ndarray:
+        """Mean per-pixel std (0-1 units) across M samples imagined under the same actions; 0 when M = 1."""
+        s = self.settings
+        if s.samples <= 1:
+            return np.zeros(len(actions), np.float32)
+        batch, m = len(actions), s.samples - 1
+        env = WorldModelEnv(self.model, num_envs=batch * m, seed=s.seed + 1_000_003)
+        rep = lambda x: None if x is None else np.repeat(x, m, axis=0)  # noqa: E731
+        env.reset_from(rep(clips.frames[:, : self.k]), rep(history), rep(states))
+        others = []
+        for step in range(s.horizon):
+            obs, *_ = env.step(rep(actions[:, step]))
+            others.append(obs[self.image_key])
+        samples = np.concatenate([imagined[:, None], np.stack(others, axis=1).reshape(batch, m, *imagined.shape[1:])],
+                                 axis=1).astype(np.float32) / 255.0  # (B, M, H, h, w, 3)
+        return samples.std(axis=1).mean(axis=(1, 2, 3, 4))
+
+    def _episode(self, b, spec, clips, imagined, predicted_states, actions, labels, success, spread) -> dict:
+        s, k = self.settings, self.k
+        last = s.horizon - 1
+        if s.stop_at_success and success[b].any():
+            last = int(np.argmax(success[b]))
+        steps = last + 1
+        real = self.store.episode(spec.start_episode, [ENV_STATE, "reward"]) if ENV_STATE in self.store.features \
+            else {}
+        hold = np.zeros_like(actions[b, last])
+        hold[self.gripper_dims] = actions[b, last, self.gripper_dims]
+        data = {
+            self.image_key: np.concatenate([clips.frames[b, :k], imagined[b, :steps]]),
+            ACTION: np.concatenate([clips.actions[b, : k - 1], actions[b, :steps], hold[None]]).astype(np.float32),
+        }
+        if clips.states is not None:
+            imagined_states = np.stack([predicted_states[t][b] for t in range(steps)])
+            data[STATE] = np.concatenate([clips.states[b, :k], imagined_states]).astype(np.float32)
+        offset = b * s.horizon
+        if ENV_STATE in self.store.features:
+            real_env = real[ENV_STATE][np.minimum(np.arange(k), len(real[ENV_STATE]) - 1)]
+            cube, goal = labels["cube"][offset : offset + steps], labels["goal"][offset : offset + steps]
+            quat = np.repeat(IDENTITY_QUATERNION[None], steps, axis=0)
+            data[ENV_STATE] = np.concatenate([real_env, np.concatenate([cube, quat, goal], axis=1)]).astype(np.float32)
+        if "reward" in self.store.features:
+            real_reward = real["reward"][np.minimum(np.arange(k), len(real["reward"]) - 1)]
+            data["reward"] = np.concatenate([real_reward, success[b, :steps].astype(np.float32)]).astype(np.float32)
+        origin = {**s.origin, "seed": s.seed + spec.index, "rollout": spec.index, "start_episode": spec.start_episode,
+                  "context_frames": k, "imagined_frames": steps, "spread": round(float(spread[b]), 5)}
+        return {"data": data, "success": bool(success[b, :steps].any()), "seed": s.seed + spec.index,
+                "origin": json.dumps(origin, sort_keys=True)}
