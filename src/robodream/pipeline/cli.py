@@ -124,7 +124,11 @@ def _add_core_commands(sub) -> None:
 # inside its handlers, so that building the parser stays fast.
 COMMAND_MODULES: tuple[str, ...] = (
     "robodream.pipeline.world_model",  # train-wm, dream, eval-wm
+    "robodream.pipeline.probe",  # train-probe
+    "robodream.pipeline.generate",  # generate
+    "robodream.pipeline.policy_cli",  # train-policy, eval
     "robodream.pipeline.data_cli",  # teleop, import-bag, import-lerobot, export-lerobot, import-zarr
+    "robodream.pipeline.ros_cli",  # sim-arm, deploy, record-ros
 )
 
 
@@ -157,6 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("aborted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `robodream info ... | head`: the reader left, which is not an error
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":
