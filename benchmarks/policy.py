@@ -68,14 +68,23 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--skip-bc", action="store_true")
+    parser.add_argument("--expert-noise", type=float, default=0.01,
+                        help="std (m) of the noise the expert executes while demonstrating")
+    parser.add_argument("--label", default="clean", choices=["clean", "executed"],
+                        help="recorded action: the expert's clean action (DART) or the executed noisy one")
+    parser.add_argument("--replan-every", type=int, default=4,
+                        help="also evaluate the last diffusion checkpoint with this n_action_steps (0: skip)")
     args = parser.parse_args()
     out = Path(args.out)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"python {platform.python_version()}")
 
     store = out / f"push_cube_{args.demos}.zarr"
-    _run("collect demos", f"collect task=push_cube episodes={args.demos} workers=2 out={store} resume=true")
-    collect(CollectConfig(task="push_cube", episodes=args.demos, workers=2, out=str(store), resume=True))
+    demo_options = [f"expert.noise={args.expert_noise}", f"expert.label={args.label}"]
+    _run("collect demos", f"collect task=push_cube episodes={args.demos} workers=2 out={store} resume=true "
+         + " ".join(demo_options))
+    collect(build_config(CollectConfig, ["task=push_cube", f"episodes={args.demos}", "workers=2", f"out={store}",
+                                         "resume=true", *demo_options]))
 
     timings = {"diffusion": train("diffusion", store, out, args)}
     if not args.skip_bc:
@@ -89,6 +98,10 @@ def main() -> None:
     if not args.skip_bc:
         [bc] = evaluate([f"policy={out / 'bc'}", *common, f"out={out / 'eval' / 'bc'}"])
         results["bc"] = bc.pc_success
+    if args.replan_every:
+        [replan] = evaluate([f"policy={out / 'diffusion'}", *common, f"n_action_steps={args.replan_every}",
+                             f"out={out / 'eval' / f'diffusion_n{args.replan_every}'}"])
+        results[f"diffusion_n_action_steps_{args.replan_every}"] = replan.pc_success
     [expert] = evaluate(["policy=expert", *common, f"out={out / 'eval' / 'expert'}"])
     results["expert"] = expert.pc_success
     results["eval_s"] = time.monotonic() - started
@@ -104,6 +117,9 @@ def main() -> None:
             t = timings[name]
             print(f"{name:<12} {results[name]:>7.0f}% {t['steps']:>12} {t['wall_s'] / 60:>9.1f} m "
                   f"{t['steps_per_s']:>8.2f}")
+    if args.replan_every:
+        print(f"{'diffusion, n_action_steps=' + str(args.replan_every):<12} "
+              f"{results[f'diffusion_n_action_steps_{args.replan_every}']:>7.0f}%")
     print(f"{'expert':<12} {results['expert']:>7.0f}%")
     print("diffusion success vs step: " + ", ".join(f"{c['step']}: {c['pc_success']:.0f}%" for c in results["curve"]))
     print(f"results: {out / 'results.json'}; curve: {out / 'eval' / 'diffusion_sweep' / 'success_vs_step.png'}")

@@ -44,6 +44,26 @@ def test_expert_noise_is_seeded(make_sim_env):
     assert a.dtype == np.float32 and a.shape == (4,)
 
 
+def test_clean_labels_record_the_expert_action_while_the_noisy_one_is_executed(make_sim_env):
+    """DART-style demonstrations: the states come from noisy execution, the labels are the clean expert."""
+    env = make_sim_env("push_cube", image_size=16)
+    noisy, clean = (make_expert("push_cube", ExpertConfig(noise=0.01, label=label)) for label in ("executed", "clean"))
+    noisy.reset(5)
+    executed = record_episode(env, noisy.act, seed=5, max_steps=12)
+    clean.reset(5)
+    labelled = record_episode(env, clean.act, seed=5, max_steps=12, label=lambda: clean.clean_action)
+    # same seeds: the same noisy actions were executed, so the same states were visited ...
+    assert np.array_equal(executed.data["observation.state"], labelled.data["observation.state"])
+    assert np.array_equal(labelled.data["observation.environment_state"],
+                          executed.data["observation.environment_state"])
+    # ... but the labels differ from the executed actions by the noise, and are the expert's clean actions
+    deltas = labelled.data["action"][:-1, :3] - executed.data["action"][:-1, :3]
+    assert 0.003 < np.abs(deltas).mean() < 0.02
+    assert np.abs(labelled.data["action"][:-1, :3]).max() <= 0.03 + 1e-6  # the expert's speed limit, no noise
+    with pytest.raises(RobodreamError, match="expert.label"):
+        ExpertConfig(label="noisy")
+
+
 def test_expert_bad_input():
     with pytest.raises(RobodreamError, match="no scripted expert for task 'stack'"):
         make_expert("stack", ExpertConfig())

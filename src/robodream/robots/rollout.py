@@ -47,9 +47,13 @@ def hold_action(env, action: np.ndarray) -> np.ndarray:
     return hold
 
 
-def record_episode(env, act: Callable[[dict], np.ndarray], seed: int, max_steps: int | None = None) -> EpisodeRecord:
+def record_episode(env, act: Callable[[dict], np.ndarray], seed: int, max_steps: int | None = None,
+                   label: Callable[[], np.ndarray] | None = None) -> EpisodeRecord:
     """Run ``act`` in ``env`` from ``env.reset(seed=seed)`` until the episode terminates or is truncated
-    (by the env, or after ``max_steps`` steps when given), and return every frame (see module docstring)."""
+    (by the env, or after ``max_steps`` steps when given), and return every frame (see module docstring).
+
+    ``label``, called right after each ``act``, gives the action to record instead of the applied one
+    (DART-style demonstrations: execute a perturbed action, record what the expert meant)."""
     obs, info = env.reset(seed=seed)
     frames: list[dict[str, np.ndarray]] = []
     actions: list[np.ndarray] = []
@@ -59,8 +63,9 @@ def record_episode(env, act: Callable[[dict], np.ndarray], seed: int, max_steps:
     steps = 0
     while not done:
         commanded = np.asarray(act(obs), dtype=np.float32)
+        recorded = None if label is None else np.asarray(label(), dtype=np.float32)
         next_obs, reward, terminated, truncated, info = env.step(commanded)
-        applied = np.asarray(info.get("action", commanded), dtype=np.float32)
+        applied = recorded if recorded is not None else np.asarray(info.get("action", commanded), dtype=np.float32)
         frames.append(obs)
         actions.append(applied)
         rewards.append(float(reward))

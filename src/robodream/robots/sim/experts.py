@@ -5,6 +5,10 @@ cube pose and goal), re-plan from the current observation every step, and move a
 careful human teleoperator (approach, push or grasp, carry, place) rather than jumping to the goal.
 ``ExpertConfig.noise`` adds Gaussian noise (std in metres) to the commanded deltas, so that demonstrations
 cover states off the nominal path; the experts recover from it because they are closed-loop.
+``ExpertConfig.label`` chooses what a recorder stores as the action: the noisy action that was executed
+(``executed``, the default: what a world model must learn) or the expert's clean action in that state
+(``clean``: DART, Laskey et al. 2017 — a policy trained on it learns to recover from its own small errors,
+instead of imitating the noise). `clean_action` holds the clean action of the last `act` call.
 
 Usage::
 
@@ -31,10 +35,13 @@ class ExpertConfig:
     """Options of the scripted experts."""
 
     noise: float = 0.0  # std (m) of Gaussian noise added to the delta actions
+    label: str = "executed"  # recorded action: executed (noisy, for world models) | clean (DART, for policies)
 
     def __post_init__(self) -> None:
         if not 0 <= self.noise <= 0.05:
             raise RobodreamError(f"expert noise={self.noise}: choose a std in [0, 0.05] metres")
+        if self.label not in ("executed", "clean"):
+            raise RobodreamError(f"expert.label={self.label!r}: choose executed or clean")
 
 
 class Expert:
@@ -43,6 +50,7 @@ class Expert:
     def __init__(self, cfg: ExpertConfig | None = None):
         self.cfg = cfg or ExpertConfig()
         self.rng = np.random.default_rng(0)
+        self.clean_action: np.ndarray | None = None
 
     def reset(self, seed: int | None = None) -> None:
         """Start a new episode; ``seed`` seeds the noise generator (pass the episode seed)."""
@@ -56,6 +64,7 @@ class Expert:
         cube, goal = env[:3], env[7:10]
         desired, gripper = self._plan(ee, opening, cube, goal)
         delta = np.clip(desired - ee, -SPEED, SPEED)
+        self.clean_action = np.array([*delta, gripper], dtype=np.float32)
         if self.cfg.noise > 0:
             delta = delta + self.rng.normal(0.0, self.cfg.noise, 3)
         return np.array([*delta, gripper], dtype=np.float32)

@@ -27,6 +27,7 @@ class ExpertEpisodes:
 
         def job(seed: int) -> EpisodeRecord:
             expert.reset(seed)
-            return record_episode(env, expert.act, seed)
+            label = (lambda: expert.clean_action) if self.expert.label == "clean" else None
+            return record_episode(env, expert.act, seed, label=label)
 
         return job
