@@ -3,6 +3,8 @@
     robodream eval policy=runs/policy/checkpoints/step_10000 task=push_cube episodes=50 seed=1000 workers=2
     robodream eval policy=expert task=push_cube episodes=50 seed=1000          # the reference on the same seeds
     robodream eval --checkpoints runs/policy task=push_cube episodes=50       # every checkpoint of a run
+    robodream eval policy=runs/policy env=world_model imagination.wm=runs/wm imagination.probe=runs/probe
+                                                                             # the same loop, in imagination
 
 Steps: resolve the checkpoint(s) and check their features against the task env (one line naming any
 mismatch) -> run episode i with seed `seed + i` in worker processes, each loading the policy and building
@@ -28,6 +30,7 @@ from robodream.errors import RobodreamError
 from robodream.features import IMAGE_PREFIX
 from robodream.pipeline.config import save_config
 from robodream.pipeline.harness import EpisodeResult, eval_info, evaluate
+from robodream.pipeline.imagination import ImaginationConfig, ImaginedEnvFactory
 from robodream.pipeline.interrupt import graceful_interrupt
 from robodream.robots.sim.env import EnvConfig
 from robodream.robots.sim.experts import ExpertConfig
@@ -56,8 +59,13 @@ class EvalConfig:
     progress: bool = True
     env: EnvConfig = field(default_factory=EnvConfig)
     expert: ExpertConfig = field(default_factory=ExpertConfig)
+    #: evaluate in the world model's imagination instead of PyBullet (`env=world_model` on the command line)
+    imagine: bool = False
+    imagination: ImaginationConfig = field(default_factory=ImaginationConfig)
 
     def __post_init__(self) -> None:
+        if self.imagine:
+            self.imagination.require()
         if (self.policy is None) == (self.checkpoints is None):
             raise RobodreamError("name what to evaluate: policy=<checkpoint dir | run dir | expert>, or "
                                  "--checkpoints <run dir> for every checkpoint of a run (not both)")
@@ -117,7 +125,7 @@ def check_checkpoint(checkpoint: Path, env_cfg: EnvConfig, env_features: dict, e
 
 
 def _default_out(cfg: EvalConfig, target: Path | None) -> Path:
-    suffix = f"{cfg.env.task}_seed{cfg.seed}"
+    suffix = f"{cfg.env.task}{'_imagined' if cfg.imagine else ''}_seed{cfg.seed}"
     if cfg.out:
         return Path(cfg.out)
     if target is None:
@@ -201,7 +209,8 @@ def run_evaluation(cfg: EvalConfig) -> list[EvalResult]:
                dynamic_ncols=True, file=sys.stderr)
     started = agent_started = time.monotonic()
     with graceful_interrupt("stopping after the current episodes (Ctrl-C again to abort now)") as stop:
-        for agent_ix, _, result in evaluate(partial(make_env, cfg.env), _agent_factories(cfg, checkpoints), seeds,
+        make_task_env = ImaginedEnvFactory(cfg.env, cfg.imagination) if cfg.imagine else partial(make_env, cfg.env)
+        for agent_ix, _, result in evaluate(make_task_env, _agent_factories(cfg, checkpoints), seeds,
                                             cfg.workers, cfg.videos if video_key else 0, video_key, cfg.max_steps,
                                             should_stop=stop):
             done = per_agent[agent_ix]
@@ -230,6 +239,8 @@ def _finish(cfg: EvalConfig, name: str, step: int | None, checkpoints: list[Path
     videos = _write_videos(results, folder, fps, cfg.video_scale)
     info = eval_info(results, eval_s, videos, info={
         "policy": str(checkpoints[agent_ix]) if checkpoints else EXPERT, "step": step, "task": cfg.env.task,
+        "env": "world_model" if cfg.imagine else "pybullet",
+        **({"world_model": cfg.imagination.wm, "probe": cfg.imagination.probe} if cfg.imagine else {}),
         "seeds": [cfg.seed, cfg.seed + cfg.episodes - 1], "workers": cfg.workers,
         "mean_episode_steps": sum(r.steps for r in results) / len(results)})
     folder.mkdir(parents=True, exist_ok=True)

@@ -16,8 +16,13 @@ def _cmd_eval(ns: argparse.Namespace) -> int:
     from robodream.pipeline.cli import build_from_args
     from robodream.pipeline.evaluate import EvalConfig, run_eval
 
-    args = [*ns.args, f"checkpoints={ns.checkpoints}"] if ns.checkpoints else ns.args
+    args = [*ns.args, f"checkpoints={ns.checkpoints}"] if ns.checkpoints else list(ns.args)
+    # `env=world_model` / `env=pybullet` pick where the episodes run; `env.*` keys still configure the task env
+    args = [_ENV_ALIASES.get(a, a) for a in args]
     return run_eval(build_from_args(EvalConfig, args))
+
+
+_ENV_ALIASES = {"env=world_model": "imagine=true", "env=pybullet": "imagine=false"}
 
 
 def add_commands(sub) -> None:
@@ -27,6 +32,7 @@ def add_commands(sub) -> None:
     add_config_command(sub, "train-policy", "train a diffusion or BC policy on episode stores (Lightning, EMA, "
                        "kept checkpoints, resume=true)", _cmd_train_policy)
     evaluate = add_config_command(sub, "eval", "evaluate a policy checkpoint (or policy=expert) on seeded PyBullet "
-                                  "episodes; writes eval_info.json and videos", _cmd_eval)
+                                  "episodes, or in imagination with env=world_model; writes eval_info.json and "
+                                  "videos", _cmd_eval)
     evaluate.add_argument("--checkpoints", metavar="RUN", default=None,
                           help="evaluate every checkpoints/step_<N> of a training run: table + success-vs-step plot")

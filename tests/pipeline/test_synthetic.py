@@ -1,0 +1,99 @@
+"""train-probe -> generate -> eval env=world_model, end to end on real PyBullet episodes at 16x16.
+
+The models are trained for a handful of steps only: these tests check the plumbing (files, labels, metadata,
+filters, the harness in imagination, clear errors), not quality, which lives in benchmarks/.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from robodream.datasets.reader import EpisodeStore
+from robodream.pipeline.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+TINY_WM = REPO / "configs" / "world_model" / "tiny.yaml"
+QUIET = ["trainer.progress_bar=false", "trainer.warmup_steps=1", "trainer.threads=1"]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """A small real store (push_cube, 16x16), a tiny world model and a tiny probe trained on it."""
+    root = tmp_path_factory.mktemp("synthetic")
+    store = root / "push.zarr"
+    assert main(["collect", "task=push_cube", "episodes=4", "workers=1", "env.image_size=16", f"out={store}"]) == 0
+    wm = root / "wm"
+    assert main(["train-wm", f"data={store}", f"world_model={TINY_WM}", f"out={wm}", "trainer.max_steps=3",
+                 "trainer.batch_size=8", "trainer.val_every_steps=3", "trainer.checkpoint_every_steps=3",
+                 "val_fraction=0.25", *QUIET]) == 0
+    probe = root / "probe"
+    assert main(["train-probe", f"data={store}", f"out={probe}", "trainer.max_steps=3", "trainer.batch_size=16",
+                 "trainer.val_every_steps=3", "trainer.checkpoint_every_steps=3", "probe.channels=[8,16]",
+                 "probe.hidden=32", "val_fraction=0.25", *QUIET]) == 0
+    return store, wm, probe
+
+
+def test_the_probe_reports_position_error_and_success_precision_recall(models):
+    _, _, probe = models
+    metrics = json.loads((probe / "metrics.json").read_text())
+    assert (probe / "model" / "config.json").is_file() and (probe / "model" / "model.safetensors").is_file()
+    for name in ("ee", "cube", "goal"):
+        assert np.isfinite(metrics["position_error_cm"][name]) and metrics["position_error_cm"][name] > 0
+    assert 0 <= metrics["success_precision"] <= 1 and 0 <= metrics["success_recall"] <= 1
+
+
+def test_generate_labels_every_synthetic_episode_and_filters_by_success(models, tmp_path, capsys):
+    store, wm, probe = models
+    out = tmp_path / "synth.zarr"
+    assert main(["generate", f"wm={wm}", f"probe={probe}", f"data={store}", "rollouts=5", "horizon=6",
+                 "source=demo-actions", "noise=0.1", "batch_size=4", f"out={out}", "progress=false",
+                 "accelerator=cpu"]) == 0
+    synth = EpisodeStore.open(out)
+    real = EpisodeStore.open(store)
+    assert synth.num_episodes == 5
+    assert {synth.episode_meta(i)["source"] for i in range(5)} == {"synthetic"}
+    assert synth.features["observation.state"]["shape"] == real.features["observation.state"]["shape"]
+    first = synth.episode(0)
+    origin = json.loads(synth.episode_meta(0)["origin"])
+    k = origin["context_frames"]
+    # K real context frames, then the imagined ones (stopped early at a success), every frame labelled
+    assert len(first["action"]) == k + origin["imagined_frames"] and 1 <= origin["imagined_frames"] <= 6
+    assert first["observation.images.front"].shape[1:] == (16, 16, 3)
+    assert np.isfinite(first["observation.environment_state"]).all()
+    assert set(np.unique(first["reward"][k:])) <= {0.0, 1.0}
+    assert {"seed", "start_episode", "rollout", "spread"} <= set(origin)
+    assert "already exists" in _run_error(["generate", f"wm={wm}", f"probe={probe}", f"data={store}", "rollouts=2",
+                                            "horizon=4", f"out={out}", "progress=false"], capsys)
+    kept = tmp_path / "kept.zarr"
+    assert main(["generate", f"wm={wm}", f"probe={probe}", f"data={store}", "rollouts=4", "horizon=4",
+                 "filter.success_only=true", f"out={kept}", "progress=false", "accelerator=cpu"]) == 0
+    if kept.exists():  # an untrained probe may call nothing a success: then nothing is kept
+        filtered = EpisodeStore.open(kept)
+        assert all(filtered.episode_meta(i)["success"] for i in range(filtered.num_episodes))
+
+
+def test_eval_in_imagination_runs_the_harness_in_the_world_model(models, tmp_path):
+    store, wm, probe = models
+    out = tmp_path / "imagined"
+    assert main(["eval", "policy=expert", "task=push_cube", "env=world_model", f"imagination.wm={wm}",
+                 f"imagination.probe={probe}", "env.image_size=16", "episodes=2", "workers=0", "max_steps=5",
+                 "videos=1", f"out={out}", "progress=false"]) == 0
+    info = json.loads((out / "eval_info.json").read_text())
+    assert info["info"]["env"] == "world_model" and info["info"]["world_model"] == str(wm)
+    assert [e["seed"] for e in info["per_episode"]] == [1000, 1001]
+    assert (out / "eval_episode_0.mp4").is_file()
+
+
+def test_eval_in_imagination_without_its_models_is_one_clear_error(models, capsys):
+    _, wm, _ = models
+    message = _run_error(["eval", "policy=expert", "env=world_model", f"imagination.wm={wm}", "episodes=1"], capsys)
+    assert "imagination.probe=<dir>" in message
+
+
+def _run_error(argv: list[str], capsys) -> str:
+    assert main(argv) != 0
+    return capsys.readouterr().err
