@@ -11,6 +11,7 @@ Store tools take the store path (or fsspec URL) first:
     robodream info data/push.zarr
     robodream viz data/push.zarr --episodes 0-3
     robodream repair data/push.zarr
+    robodream merge data/a.zarr data/b.zarr out=data/all.zarr
 
 A bad input prints one line starting with "error:" and exits with status 2.
 """
@@ -128,6 +129,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "robodream.pipeline.generate",  # generate
     "robodream.pipeline.policy_cli",  # train-policy, eval
     "robodream.pipeline.data_cli",  # teleop, import-bag, import-lerobot, export-lerobot, import-zarr
+    "robodream.pipeline.merge",  # merge
     "robodream.pipeline.ros_cli",  # sim-arm, deploy, record-ros
 )
 
