@@ -3,7 +3,8 @@
     robodream collect task=push_cube episodes=200 workers=2 out=data/push.zarr
 
 Steps: build the config -> create (or reopen, with resume=true) the store -> run seeds in worker processes
--> append each episode in seed order as it arrives (the parent is the only writer) -> store stats -> summary.
+(or Ray actors, executor=ray) -> append each episode in seed order as it arrives (the parent is the only
+writer) -> store stats -> summary.
 Episode i uses seed `seed + i`; failures are dropped unless keep_failures=true, and seeds continue until
 `episodes` episodes are kept (or `max_attempts` seeds were tried). The result depends only on the config,
 not on the number of workers.
@@ -24,7 +25,8 @@ from robodream.datasets.writer import EpisodeWriter, create_store
 from robodream.errors import RobodreamError
 from robodream.pipeline.config import to_dict
 from robodream.pipeline.interrupt import graceful_interrupt
-from robodream.pipeline.workers import WorkerDied, make_pool
+from robodream.pipeline.ray_pool import RayConfig
+from robodream.pipeline.workers import EXECUTORS, WorkerDied, make_executor
 from robodream.robots.sim.env import EnvConfig
 from robodream.robots.sim.experts import ExpertConfig
 from robodream.robots.sim.jobs import ExpertEpisodes
@@ -36,7 +38,10 @@ class CollectConfig:
 
     task: str | None = None  # shorthand for env.task
     episodes: int = 20  # episodes to keep in the store
-    workers: int = 2  # PyBullet worker processes (0 = run in this process)
+    workers: int = 2  # PyBullet worker processes (0 = run in this process); with executor=ray, Ray actors
+    #: "local": worker processes on this machine; "ray": actors on a Ray cluster (pip install 'robodream[ray]'),
+    #: configured by `ray.*`. Either way this process is the only writer of the store.
+    executor: str = "local"
     out: str | None = None  # store path or fsspec URL; default data/<task>.zarr
     seed: int = 0  # episode i is recorded with seed `seed + i`
     keep_failures: bool = False  # also store episodes the expert failed (episode_success = false)
@@ -45,6 +50,7 @@ class CollectConfig:
     overwrite: bool = False  # replace an existing store
     env: EnvConfig = field(default_factory=EnvConfig)
     expert: ExpertConfig = field(default_factory=ExpertConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
 
     def __post_init__(self) -> None:
         if self.task is not None and self.task != self.env.task:
@@ -54,6 +60,10 @@ class CollectConfig:
             raise RobodreamError(f"episodes must be >= 1, got {self.episodes}")
         if self.workers < 0:
             raise RobodreamError(f"workers must be >= 0 (0 = no worker processes), got {self.workers}")
+        if self.executor not in EXECUTORS:
+            raise RobodreamError(f"executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
+        if self.executor == "ray" and self.workers < 1:
+            raise RobodreamError("executor=ray needs workers >= 1: the number of Ray actors running episodes")
         if self.max_attempts is not None and self.max_attempts < 1:
             raise RobodreamError(f"max_attempts must be >= 1, got {self.max_attempts}")
         if self.resume and self.overwrite:
@@ -152,7 +162,8 @@ def collect(cfg: CollectConfig, progress: bool = True) -> CollectSummary:
                disable=not progress, dynamic_ncols=True, file=sys.stderr)
     start = time.monotonic()
     try:
-        with graceful_interrupt() as stop, make_pool(cfg.workers, ExpertEpisodes(cfg.env, cfg.expert)) as pool:
+        jobs = ExpertEpisodes(cfg.env, cfg.expert)
+        with graceful_interrupt() as stop, make_executor(cfg.executor, cfg.workers, jobs, cfg.ray) as pool:
             for seed, record in pool.imap(next_seed, should_stop=stop):
                 summary.attempts += 1
                 summary.successes += int(record.success)

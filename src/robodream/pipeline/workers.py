@@ -72,25 +72,15 @@ def _worker_main(worker_id: int, job_factory: Callable[[], Callable[[int], Any]]
             return
 
 
-class WorkerPool:
-    """N worker processes, each running `job_factory()` once and then `job(seed)` per seed."""
+class SeedOrderedPool:
+    """The bookkeeping every pool shares: each seed goes to the least busy worker (PREFETCH ahead of the one it
+    runs), and results are yielded in the order the seeds were issued. Subclasses say how a seed reaches a
+    worker (`_submit`) and how results come back (`_receive`, which calls `_finished`)."""
 
-    def __init__(self, num_workers: int, job_factory: Callable[[], Callable[[int], Any]]):
-        if num_workers < 1:
-            raise RobodreamError(f"workers must be >= 1, got {num_workers}")
-        context = mp.get_context("spawn")  # fork + PyBullet/torch threads is fragile; spawn is clean
-        self._results: mp.Queue = context.Queue()
-        self._tasks = [context.Queue() for _ in range(num_workers)]
+    def __init__(self, num_workers: int):
         self._inflight: list[collections.deque[int]] = [collections.deque() for _ in range(num_workers)]
         self._order: collections.deque[int] = collections.deque()  # issued, not yet yielded
         self._done: dict[int, Any] = {}  # finished, waiting for earlier seeds
-        self._procs = [
-            context.Process(target=_worker_main, args=(i, job_factory, self._tasks[i], self._results, os.getpid()),
-                            name=f"robodream-worker-{i}", daemon=True)
-            for i in range(num_workers)
-        ]
-        for proc in self._procs:
-            proc.start()
 
     @property
     def num_outstanding(self) -> int:
@@ -120,15 +110,48 @@ class WorkerPool:
 
     def _dispatch(self, next_seed: Callable[[], int | None]) -> None:
         while True:
-            worker = min(range(len(self._procs)), key=lambda i: len(self._inflight[i]))
+            worker = min(range(len(self._inflight)), key=lambda i: len(self._inflight[i]))
             if len(self._inflight[worker]) > PREFETCH:
                 return
             seed = next_seed()
             if seed is None:
                 return
-            self._tasks[worker].put(seed)
+            self._submit(worker, seed)
             self._inflight[worker].append(seed)
             self._order.append(seed)
+
+    def _finished(self, worker: int, seed: int, result: Any) -> None:
+        self._inflight[worker].remove(seed)
+        self._done[seed] = result
+
+    def _submit(self, worker: int, seed: int) -> None:
+        raise NotImplementedError
+
+    def _receive(self) -> None:
+        """Wait briefly (POLL_S) for results and hand each to `_finished`; raise if a worker failed."""
+        raise NotImplementedError
+
+
+class WorkerPool(SeedOrderedPool):
+    """N worker processes, each running `job_factory()` once and then `job(seed)` per seed."""
+
+    def __init__(self, num_workers: int, job_factory: Callable[[], Callable[[int], Any]]):
+        if num_workers < 1:
+            raise RobodreamError(f"workers must be >= 1, got {num_workers}")
+        super().__init__(num_workers)
+        context = mp.get_context("spawn")  # fork + PyBullet/torch threads is fragile; spawn is clean
+        self._results: mp.Queue = context.Queue()
+        self._tasks = [context.Queue() for _ in range(num_workers)]
+        self._procs = [
+            context.Process(target=_worker_main, args=(i, job_factory, self._tasks[i], self._results, os.getpid()),
+                            name=f"robodream-worker-{i}", daemon=True)
+            for i in range(num_workers)
+        ]
+        for proc in self._procs:
+            proc.start()
+
+    def _submit(self, worker: int, seed: int) -> None:
+        self._tasks[worker].put(seed)
 
     def _receive(self) -> None:
         try:
@@ -139,8 +162,7 @@ class WorkerPool:
         if status == "error":
             where = f" on seed {seed}" if seed is not None else " while starting"
             raise RobodreamError(f"worker {worker} failed{where}: {payload.strip()}")
-        self._inflight[worker].remove(seed)
-        self._done[seed] = payload
+        self._finished(worker, seed, payload)
 
     def _check_alive(self) -> None:
         for i, proc in enumerate(self._procs):
@@ -215,3 +237,18 @@ class InProcessPool:
 def make_pool(num_workers: int, job_factory: Callable[[], Callable[[int], Any]]) -> WorkerPool | InProcessPool:
     """`num_workers` processes, or the calling process itself when it is 0."""
     return InProcessPool(job_factory) if num_workers == 0 else WorkerPool(num_workers, job_factory)
+
+
+EXECUTORS = ("local", "ray")
+
+
+def make_executor(executor: str, num_workers: int, job_factory: Callable[[], Callable[[int], Any]], ray_cfg: Any):
+    """`make_pool` for executor="local"; for executor="ray", `num_workers` Ray actors configured by `ray_cfg`
+    (a `ray_pool.RayConfig`). All have the same seed-ordered `imap`, so the caller stays the only writer."""
+    if executor == "ray":
+        from robodream.pipeline.ray_pool import RayPool  # Ray is an optional extra: imported only when asked for
+
+        return RayPool(num_workers, job_factory, ray_cfg)
+    if executor != "local":
+        raise RobodreamError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    return make_pool(num_workers, job_factory)
