@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -77,7 +78,9 @@ def train_world_model(cfg: TrainWorldModelConfig) -> Path:
     resume_from = prepare_run_dir(out, cfg.resume, cfg.overwrite)
     if resume_from is not None and (out / "config.yaml").exists():
         _check_same_model(out / "config.yaml", model_cfg)
-    save_config(resolved, out / "config.yaml")
+    first_process = launched_as_rank_zero()
+    if first_process:
+        save_config(resolved, out / "config.yaml")
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
     model = WorldModel.from_stats(model_cfg, store.stats()["features"])
     data = WorldModelDataModule(store, model_cfg, cfg.trainer, cfg.val_fraction)
@@ -85,20 +88,30 @@ def train_world_model(cfg: TrainWorldModelConfig) -> Path:
                               strip_episodes=cfg.strip_episodes, strip_horizon=cfg.strip_horizon)
     trainer = build_trainer(cfg.trainer, out)
     parameters = sum(p.numel() for p in model.parameters())
-    print(f"training world model: {parameters / 1e6:.2f}M parameters, {len(data.train_episodes)} train / "
-          f"{len(data.val_episodes)} val episodes of {store.location}, {cfg.trainer.max_steps} steps -> {out}",
-          flush=True)
+    if first_process:
+        print(f"training world model: {parameters / 1e6:.2f}M parameters, {len(data.train_episodes)} train / "
+              f"{len(data.val_episodes)} val episodes of {store.location}, {cfg.trainer.max_steps} steps -> {out}",
+              flush=True)
     started = time.monotonic()
     trainer.fit(system, datamodule=data, ckpt_path=str(resume_from) if resume_from else None)
     elapsed = time.monotonic() - started
+    if not trainer.is_global_zero:  # under DDP every process gets here; one of them reports
+        return out / "model"
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     summary = {"steps": trainer.global_step, "elapsed_s": elapsed, "metrics": metrics,
-               "model": str(out / "model"), "parameters": parameters}
+               "model": str(out / "model"), "parameters": parameters, "world_size": trainer.world_size}
     (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
     print(f"done: {trainer.global_step} steps in {elapsed:.0f} s; "
           + ", ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items()) if k.startswith("val/"))
           + f"\nmodel      {out / 'model'}\nval strips {out / 'val'}")
     return out / "model"
+
+
+def launched_as_rank_zero() -> bool:
+    """Whether this is the process the user started, before Lightning has set up distributed training: the
+    processes Lightning's DDP launcher starts for the other devices (and torchrun, SLURM) carry their rank in
+    these variables. Used for the writes before `fit`; after it, `trainer.is_global_zero` says the same."""
+    return all(int(os.environ.get(name, "0")) == 0 for name in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
 
 
 def _check_same_model(saved_config: Path, model_cfg: WorldModelConfig) -> None:
