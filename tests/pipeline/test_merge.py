@@ -12,7 +12,7 @@ from robodream.datasets.writer import create_store
 from robodream.pipeline.cli import main
 from robodream.pipeline.collect import CollectConfig, collect
 from robodream.pipeline.config import build_config
-from robodream.pipeline.merge import MergeConfig
+from robodream.pipeline.merge import MergeConfig, merge
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -97,3 +97,11 @@ def test_incompatible_stores_are_one_clear_error_and_nothing_is_written(two_mach
 def test_the_fleet_config_example_is_valid():
     cfg = build_config(MergeConfig, [], [REPO / "configs" / "merge" / "fleet.yaml"])
     assert len(cfg.stores) == 2 and cfg.out and not cfg.append
+
+
+def test_merge_reads_and_writes_fsspec_urls(two_machines):
+    a, b = two_machines
+    summary = merge(MergeConfig(stores=[str(a), str(b)], out="memory://fleet/all.zarr", progress=False))
+    assert summary.episodes == 4
+    merge(MergeConfig(stores=["memory://fleet/all.zarr"], out="memory://fleet/copy.zarr", progress=False))
+    assert EpisodeStore.open("memory://fleet/copy.zarr").meta("episode_seed").tolist() == [0, 1, 10, 11]

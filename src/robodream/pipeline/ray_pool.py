@@ -26,9 +26,10 @@ from robodream.pipeline.workers import POLL_S, SeedOrderedPool, WorkerDied
 class RayConfig:
     """Where the Ray actors run (used when executor=ray)."""
 
-    #: None: the cluster in RAY_ADDRESS if set, else a Ray started on this machine for the run (and stopped
-    #: after it); "auto": the cluster this machine belongs to (after `ray start`); "ray://<head>:10001": a remote
-    #: cluster through Ray Client. A Ray already initialised in this process (ray.init in Python) is used as is.
+    #: None: the cluster in RAY_ADDRESS, else the one last started on this machine (`ray start`), else a Ray
+    #: started for this run (stopped after it); "auto": the same but never starts one; "local": always a fresh
+    #: local Ray; "ray://<head>:10001": a remote cluster through Ray Client (ray.init's address resolution).
+    #: A Ray already initialised in this process (ray.init in Python) is used as is and left running.
     address: str | None = None
     #: CPUs Ray reserves per actor: one PyBullet simulator renders on one core
     num_cpus_per_worker: float = 1.0
@@ -70,7 +71,9 @@ class RayPool(SeedOrderedPool):
             try:
                 ray.init(address=cfg.address, include_dashboard=False, logging_level=logging.WARNING)
             except ConnectionError as exc:
-                raise RobodreamError(f"cannot reach the Ray cluster at ray.address={cfg.address}: {exc}") from None
+                where = f"ray.address={cfg.address}" if cfg.address else "RAY_ADDRESS"
+                raise RobodreamError(f"cannot reach the Ray cluster ({where}): {_first_lines(exc)}; start it with "
+                                     "`ray start`, or fix the address") from None
         actor = ray.remote(num_cpus=cfg.num_cpus_per_worker, max_restarts=0)(_SeedActor)
         self._actors = [actor.remote(job_factory) for _ in range(num_workers)]
         self._pending: dict[Any, tuple[int, int]] = {}  # object ref -> (actor index, seed)
