@@ -1,0 +1,213 @@
+"""Resumable stages for `robodream run`: content hashes of each stage's inputs decide what re-runs.
+
+A stage's *input hash* covers its resolved config (minus keys that do not change results, like worker
+counts) and a fingerprint of every upstream output it reads. Its output directory holds
+`<slug>.stage.yaml` (the resolved config) and `<slug>.stage.json` (the hash, the input and output
+fingerprints, timing, status). Re-running a pipeline skips a stage when the recorded hash equals the current
+one, it finished, and its outputs still have the recorded fingerprints; a changed config or a changed upstream
+output re-runs it, and its new outputs change the fingerprints its downstream stages see. Nothing upstream of
+a change is touched.
+
+Fingerprints are about content, never mtimes (a touched or re-copied file that did not change is unchanged):
+- an episode store: the committed episode_ends, episode metadata, group attributes (without the cached
+  normalisation stats, which readers add later) and the committed shape/dtype of every data array — cheap even
+  for large stores, and blind to uncommitted trailing frames a crash left behind;
+- any other file or directory: SHA-256 of the bytes of every file (checkpoints here are megabytes).
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from robodream.errors import RobodreamError
+from robodream.pipeline.config import to_dict
+
+STAMP_VERSION = 1  # bump when the fingerprint definition changes, so old stamps stop matching
+
+
+@dataclass
+class StageResult:
+    """What a stage's run function hands back: a one-line note and its outputs as (kind, path)."""
+
+    note: str = ""
+    outputs: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class Previous:
+    """The last attempt at a stage, as its stamp recorded it."""
+
+    stamp: dict | None  # None: the stage never ran in this output directory
+    interrupted: bool  # an unfinished attempt at the same inputs and config: resume it rather than restart
+
+
+@dataclass
+class Stage:
+    """One step of a pipeline: what it reads, how it is configured, and how to run it.
+
+    `run(previous)` learns about the last attempt, so a stage can resume an interrupted attempt at the same
+    inputs or start over after a change.
+    """
+
+    name: str  # shown in the progress lines, e.g. "collect push_cube"
+    slug: str  # file-name-safe id, unique in the pipeline: "collect-push_cube"
+    out: Path  # the stage's output directory; its stamp lives here
+    config: Any  # a dataclass or a plain dict
+    run: Callable[[Previous], StageResult]
+    inputs: dict[str, str] = field(default_factory=dict)  # label -> path/URL of an upstream output
+    ignore: Sequence[str] = ()  # top-level config keys that do not change the outputs (workers, progress)
+
+    @property
+    def stamp_path(self) -> Path:
+        return self.out / f"{self.slug}.stage.json"
+
+
+def _sha256_file(path: Path, digest: Any) -> None:
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+
+
+def _is_store(location: str) -> bool:
+    from robodream.datasets import layout
+
+    return location.endswith(".zarr") and layout.store_exists(location)
+
+
+def store_fingerprint(location: str) -> str:
+    """Hash of an episode store's committed content as described by its metadata (see the module doc)."""
+    from robodream.datasets import layout
+    from robodream.datasets.reader import EpisodeStore
+
+    store = EpisodeStore.open(location, cache="disk")
+    attrs = {k: v for k, v in store.attrs.items() if k != "stats"}
+    description: dict[str, Any] = {
+        "attrs": attrs,
+        "episode_ends": store.episode_ends.tolist(),
+        "meta": {name: [str(v) for v in store.meta(name)] for name in ("episode_source", "episode_success",
+                                                                      "episode_seed", "episode_origin")},
+        "arrays": {name: [store.num_frames, *arr.shape[1:], str(arr.dtype)]
+                   for name, arr in sorted(store.group[layout.DATA].arrays())},
+    }
+    return hashlib.sha256(json.dumps(description, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def fingerprint(location: str | Path) -> str | None:
+    """Content fingerprint of a store, a file or a directory; None when it does not exist."""
+    location = str(location)
+    if _is_store(location):
+        return "store:" + store_fingerprint(location)
+    if "://" in location:
+        raise RobodreamError(f"cannot fingerprint {location}: only episode stores may live at URLs")
+    path = Path(location)
+    if not path.exists():
+        return None
+    digest = hashlib.sha256()
+    # Stamps inside a directory record timings, not content; a stamp named directly is fingerprinted.
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*")
+                                                 if p.is_file() and not p.name.endswith(".stage.json"))
+    for file in files:
+        digest.update(str(file.relative_to(path)).encode() + b"\0")
+        _sha256_file(file, digest)
+    return digest.hexdigest()
+
+
+def resolved_config(stage: Stage) -> dict:
+    """The stage's config as a plain dict, without the keys that do not change its outputs."""
+    config = to_dict(stage.config) if is_dataclass(stage.config) else dict(stage.config)
+    return {k: v for k, v in config.items() if k not in stage.ignore}
+
+
+def input_hash(stage: Stage, fingerprints: dict[str, str | None]) -> str:
+    """SHA-256 of the stage's resolved config and its inputs' fingerprints."""
+    missing = [label for label, fp in fingerprints.items() if fp is None]
+    if missing:
+        raise RobodreamError(f"stage {stage.name} needs {', '.join(stage.inputs[m] for m in missing)}, which an "
+                             "earlier stage should have written: re-run the whole pipeline")
+    payload = {"version": STAMP_VERSION, "stage": stage.slug, "config": resolved_config(stage),
+               "inputs": fingerprints}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def read_stamp(path: Path) -> dict | None:
+    """A stage stamp, or None when it is missing or unreadable (then the stage simply re-runs)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _outputs_intact(stamp: dict) -> bool:
+    return all(fingerprint(o["path"]) == o["fingerprint"] for o in stamp.get("outputs", []))
+
+
+def _write_stamp(stage: Stage, stamp: dict) -> None:
+    from robodream.pipeline.config import to_yaml
+
+    stage.out.mkdir(parents=True, exist_ok=True)
+    (stage.out / f"{stage.slug}.stage.yaml").write_text(to_yaml(resolved_config(stage)))
+    tmp = stage.stamp_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(stamp, indent=2))
+    tmp.replace(stage.stamp_path)  # atomic: a crash leaves the old stamp or the new one, never half of one
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}" if minutes >= 60 else f"{minutes}:{secs:02d}"
+
+
+@dataclass
+class StageOutcome:
+    stage: Stage
+    skipped: bool
+    elapsed_s: float  # of the run that produced the outputs (the earlier one when skipped)
+    outputs: list[tuple[str, str]]
+
+
+def run_stages(stages: Sequence[Stage], print_fn: Callable[[str], None] = print) -> list[StageOutcome]:
+    """Run `stages` in order, skipping those whose input hash, status and outputs match their stamp.
+
+    Prints "[k/n] stage" with the elapsed time of the whole run and an ETA (from the durations recorded by
+    earlier runs of the remaining stages, shown only when all of them are known).
+    """
+    slugs = [s.slug for s in stages]
+    if len(set(slugs)) != len(slugs):
+        raise RobodreamError(f"stage names repeat in this pipeline: {slugs}")
+    started = time.monotonic()
+    previous = [read_stamp(s.stamp_path) for s in stages]
+    outcomes = []
+    for k, (stage, stamp) in enumerate(zip(stages, previous, strict=True)):
+        estimates = [p.get("elapsed_s") if p else None for p in previous[k:]]
+        eta = f", ETA {_clock(sum(estimates))}" if all(e is not None for e in estimates) else ""
+        print_fn(f"[{k + 1}/{len(stages)}] {stage.name} (elapsed {_clock(time.monotonic() - started)}{eta})")
+        fingerprints = {label: fingerprint(path) for label, path in stage.inputs.items()}
+        digest = input_hash(stage, fingerprints)
+        if stamp and stamp.get("input_hash") == digest and stamp.get("status") == "done" and _outputs_intact(stamp):
+            print_fn("      skipped: inputs and config unchanged")
+            outputs = [(o["kind"], o["path"]) for o in stamp["outputs"]]
+            outcomes.append(StageOutcome(stage, True, stamp.get("elapsed_s", 0.0), outputs))
+            continue
+        record = {"name": stage.name, "slug": stage.slug, "index": k, "input_hash": digest, "status": "running",
+                  "config": resolved_config(stage),
+                  "inputs": {label: {"path": stage.inputs[label], "fingerprint": fp}
+                             for label, fp in fingerprints.items()},
+                  "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
+        # An interrupted attempt with the same hash may be resumed; any other earlier attempt is stale.
+        interrupted = bool(stamp) and stamp.get("input_hash") == digest
+        _write_stamp(stage, {**record, "outputs": []})
+        stage_started = time.monotonic()
+        result = stage.run(Previous(stamp, interrupted))
+        elapsed = time.monotonic() - stage_started
+        outputs = [{"kind": kind, "path": str(path), "fingerprint": fingerprint(path)} for kind, path in result.outputs]
+        _write_stamp(stage, {**record, "status": "done", "elapsed_s": elapsed, "note": result.note,
+                             "outputs": outputs})
+        print_fn(f"      {result.note + ' ' if result.note else ''}({elapsed:.1f} s)")
+        outcomes.append(StageOutcome(stage, False, elapsed, [(kind, str(path)) for kind, path in result.outputs]))
+    return outcomes
