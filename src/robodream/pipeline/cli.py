@@ -79,9 +79,11 @@ def _cmd_repair(ns: argparse.Namespace) -> int:
 
 
 def _cmd_run(ns: argparse.Namespace) -> int:
+    import shlex
+
     from robodream.pipeline.run import PipelineConfig, run_pipeline
 
-    outputs = run_pipeline(build_from_args(PipelineConfig, ns.args))
+    outputs = run_pipeline(build_from_args(PipelineConfig, ns.args), "robodream run " + shlex.join(ns.args))
     print("\noutputs:")
     for kind, paths in outputs.items():
         for path in paths:
@@ -131,6 +133,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "robodream.pipeline.data_cli",  # teleop, import-bag, import-lerobot, export-lerobot, import-zarr
     "robodream.pipeline.merge",  # merge
     "robodream.pipeline.ros_cli",  # sim-arm, deploy, record-ros
+    "robodream.pipeline.report",  # report
 )
 
 

@@ -2,18 +2,18 @@
 
 Configured by the `policy:` section of a pipeline config (configs/pipeline/quickstart.yaml trains a tiny
 diffusion policy on the push_cube store for a few hundred steps and evaluates it on a few held-out seeds).
-A finished stage is skipped when the pipeline is re-run: training when its last checkpoint exists, evaluation
-when its eval_info.json exists for the same checkpoint, seeds and episode count.
+Both are `Stage`s (stages.py): a re-run skips them while their config and inputs are unchanged; retraining the
+policy (or recording another store) re-runs the evaluation.
 """
 
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from robodream.errors import RobodreamError
+from robodream.pipeline.config import to_dict
+from robodream.pipeline.stages import Previous, Stage, StageResult
 from robodream.pipeline.train_policy import TrainerConfig
 from robodream.policies.configuration import PolicyConfig
 from robodream.robots.sim.env import EnvConfig
@@ -42,50 +42,46 @@ class PolicyStageConfig:
     eval: PolicyEvalStageConfig = field(default_factory=PolicyEvalStageConfig)
 
 
-def run_policy_stages(cfg: PolicyStageConfig, stores: dict[str, tuple[str, EnvConfig]], run_dir: Path,
-                      number: int, stages: int) -> dict[str, list[Path]]:
-    """Train (stage `number`) and evaluate (stage `number + 1`); `stores` maps task -> (store, env config)."""
-    from robodream.pipeline.evaluate import EvalConfig, run_evaluation
-    from robodream.pipeline.train_policy import TrainPolicyConfig, train_policy
-
+def policy_stages(cfg: PolicyStageConfig, stores: dict[str, tuple[str, EnvConfig]], run_dir: Path) -> list[Stage]:
+    """train-policy on the store of `cfg.task`, then eval on held-out seeds; `stores` maps task -> (store, env)."""
     if cfg.task not in stores:
         raise RobodreamError(f"policy.task={cfg.task!r} but the pipeline collects only {sorted(stores)}: add it to "
                              "collect or pick one of those")
     store, env = stores[cfg.task]
     out = Path(cfg.out) if Path(cfg.out).is_absolute() else run_dir / cfg.out
     final = out / "checkpoints" / f"step_{cfg.trainer.max_steps}"
-    print(f"[{number}/{stages}] train-policy {cfg.policy.type} on {cfg.task}: {cfg.trainer.max_steps} steps "
-          f"-> {out}", flush=True)
-    started = time.monotonic()
-    if final.exists():
-        print("      already complete, skipped")
-    else:
-        train_cfg = TrainPolicyConfig(data=store, out=str(out), policy=cfg.policy, trainer=cfg.trainer,
-                                      overwrite=True)
-        summary = train_policy(train_cfg)
-        print(f"      {summary.steps} steps, loss {summary.final_loss:.4f} ({time.monotonic() - started:.1f} s, "
-              f"{summary.steps_per_s:.1f} steps/s)")
+    # Progress bars and thread counts do not change the weights, so they stay out of the hash.
+    trainer = {k: v for k, v in to_dict(cfg.trainer).items() if k not in ("progress", "threads")}
+    train_config = {"task": cfg.task, "policy": to_dict(cfg.policy), "trainer": trainer}
+
+    def train(previous: Previous) -> StageResult:
+        from robodream.pipeline.train_policy import TrainPolicyConfig, train_policy
+
+        # Resume only an interrupted attempt at this very config; after a change, train from scratch.
+        resume = previous.interrupted and (out / "lightning" / "last.ckpt").exists()
+        summary = train_policy(TrainPolicyConfig(data=store, out=str(out), policy=cfg.policy, trainer=cfg.trainer,
+                                                 resume=resume, overwrite=not resume))
+        return StageResult(f"{summary.steps} steps, loss {summary.final_loss:.4f}, {summary.steps_per_s:.1f} steps/s",
+                           [("policy", str(final))])
 
     e = cfg.eval
     eval_out = out / "eval" / f"{final.name}_{cfg.task}_seed{e.seed}"
-    print(f"[{number + 1}/{stages}] eval {final.name} on {cfg.task}: {e.episodes} episodes from seed {e.seed}, "
-          f"{e.workers} workers -> {eval_out}", flush=True)
-    started = time.monotonic()
-    info_path = eval_out / "eval_info.json"
-    if _eval_done(info_path, final, e):
-        print("      already complete, skipped")
-    else:
+
+    def evaluate(previous: Previous) -> StageResult:
+        from robodream.pipeline.evaluate import EvalConfig, run_evaluation
+
         eval_cfg = EvalConfig(policy=str(final), task=cfg.task, episodes=e.episodes, seed=e.seed, workers=e.workers,
                               videos=e.videos, out=str(eval_out), env=env)
         [result] = run_evaluation(eval_cfg)
-        print(f"      success {result.pc_success:.0f}% ({time.monotonic() - started:.1f} s)")
-    print(f"      eval_info {info_path}")
-    videos = sorted(eval_out.glob("eval_episode_*.mp4"))
-    return {"policy": [final], "eval": [info_path], "videos": videos}
+        print(f"      eval_info {eval_out / 'eval_info.json'}")
+        videos = [("videos", str(p)) for p in sorted(eval_out.glob("eval_episode_*.mp4"))]
+        return StageResult(f"success {result.pc_success:.0f}%", [("eval", str(eval_out / "eval_info.json")), *videos])
 
-
-def _eval_done(path: Path, checkpoint: Path, e: PolicyEvalStageConfig) -> bool:
-    if not path.exists():
-        return False
-    info = json.loads(path.read_text()).get("info", {})
-    return (info.get("policy") == str(checkpoint) and info.get("seeds") == [e.seed, e.seed + e.episodes - 1])
+    # Episodes are seeded, so the worker count does not change the results.
+    eval_config = {"task": cfg.task, "episodes": e.episodes, "seed": e.seed, "videos": e.videos, "env": to_dict(env)}
+    return [
+        Stage(f"train-policy {cfg.policy.type} on {cfg.task}: {cfg.trainer.max_steps} steps -> {out}",
+              "train-policy", out, train_config, train, inputs={"store": store}),
+        Stage(f"eval {final.name} on {cfg.task}: {e.episodes} episodes from seed {e.seed}, {e.workers} workers "
+              f"-> {eval_out}", "eval-policy", eval_out, eval_config, evaluate, inputs={"policy": str(final)}),
+    ]

@@ -1,25 +1,26 @@
 """`robodream run configs/pipeline/<name>.yaml`: the pipeline's stages in order, on one config.
 
-Stages so far: collect (one store per listed task) -> info -> viz -> train-wm -> dream + eval-wm
-(world_model_stage.py, when `world_model.enabled`) -> train-policy -> eval (policy_stage.py, when
-`policy.enabled`). Later stages (generation, report) plug in here. Collection runs with resume=true, so
-re-running a finished pipeline finds its stores complete and skips them.
+Stages: collect (one store per listed task) -> viz -> train-wm -> dream + eval-wm (world_model_stage.py, when
+`world_model.enabled`) -> train-policy -> eval (policy_stage.py, when `policy.enabled`) -> report (report.py).
+Each stage is a `Stage` (stages.py) whose output directory records its resolved config and the hash of its
+inputs, so re-running a pipeline skips every stage whose config and upstream outputs are unchanged and re-runs
+the ones downstream of a change. `<out>/run.json` lists the stages and the command, for `robodream report`.
 """
 
 from __future__ import annotations
 
-import time
+import json
+import shlex
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from robodream.datasets.reader import EpisodeStore
 from robodream.errors import RobodreamError
 from robodream.pipeline.collect import CollectConfig, collect
-from robodream.pipeline.config import save_config
-from robodream.pipeline.info import describe_store
-from robodream.pipeline.policy_stage import PolicyStageConfig, run_policy_stages
-from robodream.pipeline.viz import visualize
-from robodream.pipeline.world_model_stage import WorldModelStageConfig, run_world_model_stages
+from robodream.pipeline.config import save_config, to_dict
+from robodream.pipeline.policy_stage import PolicyStageConfig, policy_stages
+from robodream.pipeline.stages import Previous, Stage, StageResult, run_stages
+from robodream.pipeline.world_model_stage import WorldModelStageConfig, world_model_stages
 
 
 def _default_collect() -> list[CollectConfig]:
@@ -33,6 +34,12 @@ class VizStageConfig:
 
 
 @dataclass
+class ReportStageConfig:
+    enabled: bool = True
+    out: str = "report"  # relative to the pipeline's out: report.html (self-contained) and report.md
+
+
+@dataclass
 class PipelineConfig:
     name: str = "quickstart"
     out: str = "runs/quickstart"  # every output of the run goes under this directory
@@ -40,47 +47,110 @@ class PipelineConfig:
     viz: VizStageConfig = field(default_factory=VizStageConfig)
     world_model: WorldModelStageConfig = field(default_factory=WorldModelStageConfig)
     policy: PolicyStageConfig = field(default_factory=PolicyStageConfig)
+    report: ReportStageConfig = field(default_factory=ReportStageConfig)
 
     def __post_init__(self) -> None:
         if not self.collect:
             raise RobodreamError("the pipeline's collect list is empty: name at least one task to record")
 
 
-def run_pipeline(cfg: PipelineConfig) -> dict[str, list[Path]]:
-    """Run every stage; returns the outputs per stage. Prints progress and where everything went."""
-    out = Path(cfg.out)
-    save_config(cfg, out / "config.yaml")
-    outputs: dict[str, list[Path]] = {"config": [out / "config.yaml"], "stores": [], "videos": []}
-    stages = len(cfg.collect) + 1 + (2 if cfg.world_model.enabled else 0) + (2 if cfg.policy.enabled else 0)
-    for number, collect_cfg in enumerate(cfg.collect, start=1):
-        # Relative store paths live under the run directory, so runs never share stores by accident.
-        store_path = collect_cfg.out if "://" in collect_cfg.out else str(out / collect_cfg.out)
-        collect_cfg = replace(collect_cfg, out=store_path, resume=True, overwrite=False)
-        print(f"[{number}/{stages}] collect {collect_cfg.task}: {collect_cfg.episodes} episodes, "
-              f"{collect_cfg.workers} workers -> {collect_cfg.out}", flush=True)
-        started = time.monotonic()
-        summary = collect(collect_cfg)
-        if summary.stopped and summary.episodes_in_store < collect_cfg.episodes:
-            raise RobodreamError(f"collect {collect_cfg.task} stopped early: {summary.stopped}")
-        note = "already complete, skipped" if summary.new_episodes == 0 else \
-            f"{summary.new_episodes} new episodes, expert success {summary.success_rate:.0%}"
-        print(f"      {note} ({time.monotonic() - started:.1f} s)")
-        outputs["stores"].append(Path(collect_cfg.out))
-    print(f"[{len(cfg.collect) + 1}/{stages}] viz: the first {cfg.viz.episodes} episodes of each store", flush=True)
-    for store_path in outputs["stores"]:
-        store = EpisodeStore.open(store_path, cache="disk")
-        selection = f"0-{min(store.num_episodes, cfg.viz.episodes) - 1}"
-        viz = visualize(str(store_path), episodes=selection, out_dir=str(out / "viz"), scale=cfg.viz.scale)
-        outputs["videos"] += [viz.mp4, viz.gif]
-        print("\n".join("      " + line for line in describe_store(store)[:6]))
-    number = len(cfg.collect) + 2
+# Keys of a collect config that change how fast a store is recorded, never what it holds.
+_COLLECT_RUNTIME_KEYS = ("workers", "executor", "ray", "resume", "overwrite")
+
+
+def _collect_stage(cfg: CollectConfig, run_dir: Path) -> Stage:
+    store = _store_path(cfg, run_dir)
+    hashed = cfg  # with `out` as written in the pipeline config, so the hash does not depend on the run's location
+    cfg = replace(cfg, out=store, resume=False, overwrite=False)
+
+    def run(previous: Previous) -> StageResult:
+        from robodream.datasets import layout
+
+        old = (previous.stamp or {}).get("config")
+        current = {k: v for k, v in to_dict(hashed).items() if k not in _COLLECT_RUNTIME_KEYS}
+        # Appending is only right when nothing but the episode count grew (or an attempt at this very config
+        # was interrupted); a store recorded with other settings is re-recorded. A store without a stamp (made
+        # before stages were hashed) is resumed: collect itself refuses it if its env/expert config differs.
+        grown = old is not None and old.get("episodes", 0) <= cfg.episodes and \
+            {k: v for k, v in old.items() if k != "episodes"} == {k: v for k, v in current.items() if k != "episodes"}
+        resume = layout.store_exists(store) and (previous.interrupted or grown or previous.stamp is None)
+        summary = collect(replace(cfg, resume=resume, overwrite=not resume))
+        if summary.stopped and summary.episodes_in_store < cfg.episodes:
+            raise RobodreamError(f"collect {cfg.task} stopped early: {summary.stopped}")
+        note = f"{summary.new_episodes} new episodes, expert success {summary.success_rate:.0%}"
+        return StageResult(note, [("stores", store)])
+
+    return Stage(f"collect {cfg.task}: {cfg.episodes} episodes, {cfg.workers} workers -> {store}",
+                 f"collect-{cfg.task}", run_dir / "data", hashed, run, ignore=_COLLECT_RUNTIME_KEYS)
+
+
+def _store_path(cfg: CollectConfig, run_dir: Path) -> str:
+    # Relative store paths live under the run directory, so runs never share stores by accident.
+    return cfg.out if "://" in cfg.out else str(run_dir / cfg.out)
+
+
+def _viz_stage(cfg: VizStageConfig, stores: list[str], run_dir: Path) -> Stage:
+    def run(previous: Previous) -> StageResult:
+        from robodream.datasets.reader import EpisodeStore
+        from robodream.pipeline.info import describe_store
+        from robodream.pipeline.viz import visualize
+
+        outputs = []
+        for store_path in stores:
+            store = EpisodeStore.open(store_path, cache="disk")
+            selection = f"0-{min(store.num_episodes, cfg.episodes) - 1}"
+            viz = visualize(store_path, episodes=selection, out_dir=str(run_dir / "viz"), scale=cfg.scale)
+            outputs += [("videos", str(viz.mp4)), ("videos", str(viz.gif))]
+            print("\n".join("      " + line for line in describe_store(store)[:6]))
+        return StageResult(f"{len(stores)} stores", outputs)
+
+    return Stage(f"viz: the first {cfg.episodes} episodes of each store", "viz", run_dir / "viz", cfg, run,
+                 inputs={f"store {i}": s for i, s in enumerate(stores)})
+
+
+def _report_stage(cfg: ReportStageConfig, earlier: list[Stage], run_dir: Path, command: str) -> Stage:
+    out = Path(cfg.out) if Path(cfg.out).is_absolute() else run_dir / cfg.out
+
+    def run(previous: Previous) -> StageResult:
+        from robodream.pipeline.report import write_report
+
+        html, markdown = write_report(run_dir, out)
+        return StageResult(f"open {html}", [("report", str(html)), ("report", str(markdown))])
+
+    # The earlier stages' stamps change exactly when those stages run again (new timings, new outputs).
+    inputs = {stage.slug: str(stage.stamp_path) for stage in earlier}
+    return Stage("report", "report", out, {"command": command, "out": cfg.out}, run, inputs=inputs)
+
+
+def plan(cfg: PipelineConfig, command: str) -> list[Stage]:
+    """The pipeline's stages in order (nothing runs yet)."""
+    run_dir = Path(cfg.out)
+    stages = [_collect_stage(c, run_dir) for c in cfg.collect]
+    store_paths = [_store_path(c, run_dir) for c in cfg.collect]
+    stages.append(_viz_stage(cfg.viz, store_paths, run_dir))
     if cfg.world_model.enabled:
-        stores = {c.task: str(path) for c, path in zip(cfg.collect, outputs["stores"], strict=True)}
-        for kind, paths in run_world_model_stages(cfg.world_model, stores, out, number, stages).items():
-            outputs.setdefault(kind, []).extend(paths)
-        number += 2
+        stores = {c.task: path for c, path in zip(cfg.collect, store_paths, strict=True)}
+        stages += world_model_stages(cfg.world_model, stores, run_dir)
     if cfg.policy.enabled:
-        stores = {c.task: (str(path), c.env) for c, path in zip(cfg.collect, outputs["stores"], strict=True)}
-        for kind, paths in run_policy_stages(cfg.policy, stores, out, number, stages).items():
-            outputs.setdefault(kind, []).extend(paths)
+        envs = {c.task: (path, c.env) for c, path in zip(cfg.collect, store_paths, strict=True)}
+        stages += policy_stages(cfg.policy, envs, run_dir)
+    if cfg.report.enabled:
+        stages.append(_report_stage(cfg.report, list(stages), run_dir, command))
+    return stages
+
+
+def run_pipeline(cfg: PipelineConfig, command: str | None = None) -> dict[str, list[Path]]:
+    """Run every stage whose inputs changed; returns the outputs per kind. Prints progress as it goes."""
+    out = Path(cfg.out)
+    command = command or "robodream " + shlex.join(sys.argv[1:])
+    save_config(cfg, out / "config.yaml")
+    stages = plan(cfg, command)
+    index = {"name": cfg.name, "command": command, "config": "config.yaml",
+             "stages": [{"name": s.name, "slug": s.slug, "stamp": str(s.stamp_path.relative_to(out))
+                         if s.stamp_path.is_relative_to(out) else str(s.stamp_path)} for s in stages]}
+    (out / "run.json").write_text(json.dumps(index, indent=2))
+    outputs: dict[str, list[Path]] = {"config": [out / "config.yaml"]}
+    for outcome in run_stages(stages, lambda line: print(line, flush=True)):
+        for kind, path in outcome.outputs:
+            outputs.setdefault(kind, []).append(Path(path))
     return outputs

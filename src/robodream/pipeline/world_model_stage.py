@@ -2,18 +2,18 @@
 
 Configured by the `world_model:` section of a pipeline config. configs/pipeline/quickstart.yaml trains the
 tiny model for a few hundred steps on the push_cube store, writes real-vs-imagined videos of a few episodes
-and the fidelity metrics. Training is skipped when the run already finished (train_summary.json with the
-configured number of steps); dream and eval are cheap and always rewritten.
+and the fidelity metrics. Both stages are `Stage`s (stages.py): re-running the pipeline skips them while their
+config and input store are unchanged, and a retrained model re-runs dream + eval-wm.
 """
 
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from robodream.errors import RobodreamError
+from robodream.pipeline.config import to_dict
+from robodream.pipeline.stages import Previous, Stage, StageResult
 from robodream.trainer import TrainerConfig
 from robodream.world_models.configuration import WorldModelConfig
 
@@ -35,44 +35,59 @@ class WorldModelStageConfig:
     eval_horizon: int = 16
 
 
-def run_world_model_stages(cfg: WorldModelStageConfig, stores: dict[str, str], run_dir: Path, number: int,
-                           stages: int) -> dict[str, list[Path]]:
-    """Train (stage `number`), then dream and evaluate (stage `number + 1`); `stores` maps task -> store."""
-    from robodream.pipeline.world_model import (
-        DreamConfig,
-        EvalWorldModelConfig,
-        TrainWorldModelConfig,
-        dream,
-        eval_world_model,
-        fidelity_table,
-        train_world_model,
-    )
+def world_model_stages(cfg: WorldModelStageConfig, stores: dict[str, str], run_dir: Path) -> list[Stage]:
+    """train-wm on the store of `cfg.task`, then dream + eval-wm on its validation episodes.
 
+    `stores` maps task -> store path or URL (the collect stages' outputs).
+    """
     if cfg.task not in stores:
         raise RobodreamError(f"world_model.task={cfg.task!r} but the pipeline collects only {sorted(stores)}")
     store = stores[cfg.task]
     out = Path(cfg.out) if Path(cfg.out).is_absolute() else run_dir / cfg.out
-    print(f"[{number}/{stages}] train-wm on {cfg.task}: {cfg.trainer.max_steps} steps -> {out}", flush=True)
-    summary_path = out / "train_summary.json"
-    started = time.monotonic()
-    if summary_path.exists() and json.loads(summary_path.read_text()).get("steps") == cfg.trainer.max_steps:
-        print("      already complete, skipped")
-    else:
-        resume = (out / "checkpoints" / "last.ckpt").exists()
-        train_world_model(TrainWorldModelConfig(data=store, out=str(out), world_model=cfg.world_model,
-                                                trainer=cfg.trainer, val_fraction=cfg.val_fraction, resume=resume))
-        print(f"      trained in {time.monotonic() - started:.0f} s")
-    print(f"[{number + 1}/{stages}] dream + eval-wm", flush=True)
-    from robodream.datasets.reader import EpisodeStore
-    from robodream.datasets.windows import split_episodes
+    # The progress bar does not change the model, so it stays out of the hash.
+    trainer = {k: v for k, v in to_dict(cfg.trainer).items() if k != "progress_bar"}
+    train_config = {"task": cfg.task, "world_model": to_dict(cfg.world_model), "trainer": trainer,
+                    "val_fraction": cfg.val_fraction}
 
-    episodes = EpisodeStore.open(store, cache="disk").num_episodes
-    _, val = split_episodes(episodes, cfg.val_fraction, cfg.trainer.seed)
-    shown = ",".join(str(e) for e in val[: cfg.dream_episodes])
-    mp4, gif = dream(DreamConfig(ckpt=str(out), data=store, episodes=shown, out=str(out / "dream")))
-    metrics, eval_dir = eval_world_model(EvalWorldModelConfig(ckpt=str(out), data=store,
-                                                              episodes=",".join(map(str, val)),
-                                                              horizon=cfg.eval_horizon))
-    print("\n".join("      " + line for line in fidelity_table(metrics, (1, 4, 8, 16))))
-    return {"world_model": [out / "model"], "videos": [mp4, gif],
-            "metrics": [eval_dir / "metrics.json", eval_dir / "fidelity.png"]}
+    def train(previous: Previous) -> StageResult:
+        from robodream.pipeline.world_model import TrainWorldModelConfig, train_world_model
+
+        # Resume only an interrupted attempt at this very config; after a change, train from scratch.
+        resume = previous.interrupted and (out / "checkpoints" / "last.ckpt").exists()
+        train_world_model(TrainWorldModelConfig(data=store, out=str(out), world_model=cfg.world_model,
+                                                trainer=cfg.trainer, val_fraction=cfg.val_fraction, resume=resume,
+                                                overwrite=not resume))
+        return StageResult(f"trained {cfg.trainer.max_steps} steps" + (" (resumed)" if resume else ""),
+                           [("world_model", str(out / "model"))])
+
+    def evaluate(previous: Previous) -> StageResult:
+        from robodream.datasets.reader import EpisodeStore
+        from robodream.datasets.windows import split_episodes
+        from robodream.pipeline.world_model import (
+            DreamConfig,
+            EvalWorldModelConfig,
+            dream,
+            eval_world_model,
+            fidelity_table,
+        )
+
+        episodes = EpisodeStore.open(store, cache="disk").num_episodes
+        _, val = split_episodes(episodes, cfg.val_fraction, cfg.trainer.seed)
+        shown = ",".join(str(e) for e in val[: cfg.dream_episodes])
+        mp4, gif = dream(DreamConfig(ckpt=str(out), data=store, episodes=shown, out=str(out / "dream")))
+        metrics, eval_dir = eval_world_model(EvalWorldModelConfig(ckpt=str(out), data=store,
+                                                                  episodes=",".join(map(str, val)),
+                                                                  horizon=cfg.eval_horizon))
+        print("\n".join("      " + line for line in fidelity_table(metrics, (1, 4, 8, 16))))
+        return StageResult(f"{len(val)} held-out episodes", [
+            ("videos", str(mp4)), ("videos", str(gif)), ("metrics", str(eval_dir / "metrics.json")),
+            ("metrics", str(eval_dir / "fidelity.png"))])
+
+    eval_config = {"dream_episodes": cfg.dream_episodes, "eval_horizon": cfg.eval_horizon,
+                   "val_fraction": cfg.val_fraction, "split_seed": cfg.trainer.seed}
+    return [
+        Stage(f"train-wm on {cfg.task}: {cfg.trainer.max_steps} steps -> {out}", "train-wm", out, train_config,
+              train, inputs={"store": store}),
+        Stage("dream + eval-wm", "eval-wm", out, eval_config, evaluate,
+              inputs={"store": store, "model": str(out / "model")}),
+    ]

@@ -1,0 +1,285 @@
+"""`robodream report <run dir>` (and the last stage of `robodream run`): one page about a pipeline run.
+
+Writes `<run>/report/report.html` (self-contained: images inlined as data URIs) and `report.md` (its Markdown
+twin, linking the same images). Sections: the datasets (`robodream info` lines and the episode GIFs),
+world-model fidelity against horizon and its baselines (eval-wm's metrics.json + fidelity.png), real vs imagined
+GIFs (dream), policy success (every eval_info.json of the run: policies x sim / imagination) with a bar chart,
+the rank correlation of sim and imagined success when enough policies were evaluated in both, the time every
+stage took, and the command + resolved config that reproduce the run. Artifacts are found by their file names
+in the run directory, so the report also works on runs assembled by hand; a section whose inputs are absent
+says so.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from pathlib import Path
+
+from robodream.errors import RobodreamError
+from robodream.pipeline.report_render import Image, Pre, Section, Table, Text, render_html, render_markdown
+
+MAX_EMBED_BYTES = 8 << 20  # larger GIFs are linked by path rather than inlined, to keep the page loadable
+
+
+def _walk(run_dir: Path, skip: Path) -> tuple[list[Path], list[Path]]:
+    """(episode stores, other files) under `run_dir`; stores are not descended into (they hold many chunks)."""
+    stores, files = [], []
+    for root, dirs, names in os.walk(run_dir):
+        here = Path(root)
+        for d in list(dirs):
+            if d.endswith(".zarr"):
+                stores.append(here / d)
+                dirs.remove(d)
+            elif (here / d).resolve() == skip.resolve():
+                dirs.remove(d)
+        files += [here / n for n in names]
+    return sorted(stores), sorted(files)
+
+
+def _rel(path: Path, run_dir: Path) -> str:
+    return os.path.relpath(path, run_dir)
+
+
+def _image_or_note(path: Path, alt: str, run_dir: Path) -> Image | Text:
+    if path.stat().st_size > MAX_EMBED_BYTES:
+        return Text(f"{alt}: {_rel(path, run_dir)} ({path.stat().st_size / 1e6:.1f} MB, too large to embed)")
+    return Image(path, alt)
+
+
+def _dataset_section(stores: list[Path], files: list[Path], run_dir: Path) -> Section:
+    from robodream.datasets.reader import EpisodeStore
+    from robodream.pipeline.info import describe_store
+
+    section = Section("Datasets")
+    if not stores:
+        section.blocks.append(Text("No episode store in this run (the collect stages have not run)."))
+    for store_path in stores:
+        try:
+            lines = describe_store(EpisodeStore.open(store_path, cache="disk"))
+        except RobodreamError as exc:
+            section.blocks.append(Text(f"{_rel(store_path, run_dir)}: cannot be read ({exc})"))
+            continue
+        section.blocks.append(Pre("\n".join(lines)))
+        gifs = [f for f in files if f.parent.name == "viz" and f.name.startswith(store_path.stem + "_ep")
+                and f.suffix == ".gif"]
+        section.blocks += [_image_or_note(g, f"episodes of {store_path.stem} ({g.name})", run_dir) for g in gifs]
+    return section
+
+
+def _fidelity_section(files: list[Path], run_dir: Path) -> Section:
+    from robodream.pipeline.world_model import fidelity_table
+
+    section = Section("World-model fidelity against horizon")
+    metrics_files = [f for f in files if f.name == "metrics.json" and (f.parent / "fidelity.png").exists()]
+    if not metrics_files:
+        section.blocks.append(Text("No world-model evaluation in this run (eval-wm writes metrics.json and "
+                                   "fidelity.png; the world-model stages are disabled or have not run)."))
+    for path in metrics_files:
+        metrics = json.loads(path.read_text())
+        section.blocks.append(Text(f"{_rel(path.parent, run_dir)}: open-loop replay of {len(metrics['episodes'])} "
+                                   f"held-out episodes from {metrics['context_frames']} real context frames, "
+                                   f"{metrics['num_sampling_steps']} sampling steps; PSNR (dB) / SSIM per horizon "
+                                   "step against copy-last-frame and the same model under shuffled actions."))
+        section.blocks.append(Pre("\n".join(fidelity_table(metrics, (1, 2, 4, 8, 16, 32)))))
+        section.blocks.append(Image(path.parent / "fidelity.png", "PSNR and SSIM against horizon"))
+    return section
+
+
+def _dream_section(files: list[Path], run_dir: Path) -> Section:
+    section = Section("Real vs imagined")
+    gifs = [f for f in files if f.parent.name == "dream" and f.suffix == ".gif"]
+    if not gifs:
+        section.blocks.append(Text("No dream GIF in this run (`robodream dream` writes them; the world-model "
+                                   "stages are disabled or have not run)."))
+    for gif in gifs:
+        section.blocks.append(Text(f"{_rel(gif, run_dir)}: recorded frames above, frames imagined by the world "
+                                   "model under the recorded actions below."))
+        section.blocks.append(_image_or_note(gif, f"real vs imagined ({gif.name})", run_dir))
+    return section
+
+
+def _eval_rows(files: list[Path], run_dir: Path) -> list[dict]:
+    rows = []
+    for path in (f for f in files if f.name == "eval_info.json"):
+        record = json.loads(path.read_text())
+        info, agg = record.get("info", {}), record.get("aggregated", {})
+        policy = str(info.get("policy", "?"))
+        if Path(policy).exists() and Path(policy).resolve().is_relative_to(run_dir.resolve()):
+            policy = _rel(Path(policy), run_dir)  # checkpoints of this run: shown relative to it
+        rows.append({"policy": policy, "env": "imagination" if info.get("env") == "world_model" else "sim",
+                     "task": str(info.get("task", "?")), "episodes": len(record.get("per_episode", [])),
+                     "pc_success": float(agg.get("pc_success", float("nan"))),
+                     "eval_s": float(agg.get("eval_s", float("nan"))), "file": _rel(path, run_dir)})
+    return rows
+
+
+def _success_chart(rows: list[dict], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    policies = list(dict.fromkeys(f"{r['policy']}\n{r['task']}" for r in rows))
+    envs = list(dict.fromkeys(r["env"] for r in rows))
+    width = 0.8 / len(envs)
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.6 * len(policies) + 1.5), 3.4))
+    for i, env in enumerate(envs):
+        values = [next((r["pc_success"] for r in rows if r["env"] == env and f"{r['policy']}\n{r['task']}" == p),
+                       np.nan) for p in policies]
+        ax.bar(np.arange(len(policies)) + (i - (len(envs) - 1) / 2) * width, values, width, label=env)
+    ax.set_xticks(np.arange(len(policies)), policies, fontsize=8)
+    ax.set_ylabel("success (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _spearman(x: list[float], y: list[float]) -> float:
+    import numpy as np
+
+    def ranks(v):  # average ranks, so ties (common with few episodes) are handled like scipy.stats.rankdata
+        v = np.asarray(v, dtype=float)
+        order = np.argsort(v, kind="stable")
+        r = np.empty(len(v))
+        r[order] = np.arange(len(v), dtype=float)
+        for value in np.unique(v):
+            r[v == value] = r[v == value].mean()
+        return r
+
+    rx, ry = ranks(x), ranks(y)
+    if rx.std() == 0 or ry.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def _policy_section(files: list[Path], run_dir: Path, out: Path) -> list[Section]:
+    section = Section("Policy success")
+    rows = _eval_rows(files, run_dir)
+    if not rows:
+        section.blocks.append(Text("No eval_info.json in this run (the policy stages are disabled or have not run)."))
+        return [section]
+    section.blocks.append(Text("Every evaluation found in the run: sim = PyBullet, imagination = the world model "
+                               "with the success probe; same held-out seeds per task."))
+    section.blocks.append(Table(["policy", "task", "env", "episodes", "success", "eval time", "eval_info"],
+                                [[r["policy"], r["task"], r["env"], str(r["episodes"]), f"{r['pc_success']:.0f}%",
+                                  f"{r['eval_s']:.1f} s", r["file"]] for r in rows]))
+    section.blocks.append(Image(_success_chart(rows, out / "success.png"), "success rate per policy and environment"))
+    pairs = {}
+    for r in rows:
+        pairs.setdefault((r["policy"], r["task"]), {})[r["env"]] = r["pc_success"]
+    both = [(p["sim"], p["imagination"]) for p in pairs.values() if {"sim", "imagination"} <= p.keys()]
+    ranking = Section("Sim vs imagination ranking")
+    if len(both) < 3:
+        ranking.blocks.append(Text(f"A rank correlation needs at least 3 policies evaluated both in sim and in "
+                                   f"imagination; this run has {len(both)}."))
+    else:
+        ranking.blocks.append(Image(_scatter(both, out / "rank_scatter.png"), "imagined vs simulated success"))
+        ranking.blocks.append(Text(f"Spearman rank correlation over {len(both)} policies: "
+                                   f"{_spearman(*map(list, zip(*both, strict=True))):.2f}"))
+    return [section, ranking]
+
+
+def _scatter(pairs: list[tuple[float, float]], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4, 4))
+    ax.scatter([p[0] for p in pairs], [p[1] for p in pairs])
+    ax.plot([0, 100], [0, 100], ":", color="grey")
+    ax.set_xlabel("success in sim (%)")
+    ax.set_ylabel("success in imagination (%)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _timing_section(run_dir: Path, index: dict | None) -> Section:
+    section = Section("Stage timings")
+    if index is None:
+        section.blocks.append(Text("No run.json in this directory: it was not made by `robodream run`."))
+        return section
+    rows, total = [], 0.0
+    for entry in index.get("stages", []):
+        if entry["slug"] == "report":  # this very stage: still running while it writes the page
+            continue
+        stamp_path = run_dir / entry["stamp"]
+        stamp = json.loads(stamp_path.read_text()) if stamp_path.exists() else {}
+        elapsed = stamp.get("elapsed_s")
+        total += elapsed or 0.0
+        rows.append([entry["name"], stamp.get("status", "not run"), "-" if elapsed is None else f"{elapsed:.1f} s",
+                     stamp.get("started", "-"), stamp.get("note", "")])
+    section.blocks.append(Text("Time of the run that produced each stage's outputs (a stage skipped because "
+                               "its inputs were unchanged keeps its earlier timing)."))
+    section.blocks.append(Table(["stage", "status", "time", "started (UTC)", "result"], rows))
+    section.blocks.append(Text(f"Total: {total:.1f} s."))
+    return section
+
+
+def _reproduce_section(run_dir: Path, index: dict | None) -> Section:
+    section = Section("Reproduce")
+    config = run_dir / "config.yaml"
+    if index is not None:
+        section.blocks.append(Text("The command that made this run:"))
+        section.blocks.append(Pre(index.get("command", "?")))
+    if config.exists():
+        section.blocks.append(Text(f"The resolved config (every default filled in); `robodream run {config}` "
+                                   "repeats the run exactly, skipping every stage whose outputs are still there:"))
+        section.blocks.append(Pre(config.read_text().rstrip()))
+    else:
+        section.blocks.append(Text("No config.yaml in this directory."))
+    return section
+
+
+def build_sections(run_dir: Path, out: Path) -> list[Section]:
+    """Every section of the report of `run_dir`; generated plots go to `out`."""
+    index_path = run_dir / "run.json"
+    index = json.loads(index_path.read_text()) if index_path.exists() else None
+    stores, files = _walk(run_dir, skip=out)
+    return [_dataset_section(stores, files, run_dir), _fidelity_section(files, run_dir),
+            _dream_section(files, run_dir), *_policy_section(files, run_dir, out), _timing_section(run_dir, index),
+            _reproduce_section(run_dir, index)]
+
+
+def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = None) -> tuple[Path, Path]:
+    """Write report.html (self-contained) and report.md for the run in `run_dir`; returns their paths."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RobodreamError(f"no run directory at {run_dir}: pass the `out` of a `robodream run`")
+    out = Path(out) if out is not None else run_dir / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    sections = build_sections(run_dir, out)
+    index_path = run_dir / "run.json"
+    name = json.loads(index_path.read_text()).get("name", run_dir.name) if index_path.exists() else run_dir.name
+    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    title = f"robodream run {name}"
+    sections.insert(0, Section("Run", [Text(f"Run directory {run_dir.resolve()}, report written {when}.")]))
+    html_path, md_path = out / "report.html", out / "report.md"
+    html_path.write_text(render_html(title, sections))
+    md_path.write_text(render_markdown(title, sections, out))
+    return html_path, md_path
+
+
+def add_commands(sub) -> None:
+    """Register `robodream report`."""
+    cmd = sub.add_parser("report", help="write the HTML + Markdown report of a pipeline run",
+                         description="write <run>/report/report.html (self-contained) and report.md")
+    cmd.add_argument("run_dir", help="the `out` directory of a `robodream run`")
+    cmd.add_argument("--out", default=None, help="output folder (default: <run_dir>/report)")
+
+    def handler(ns) -> int:
+        html_path, md_path = write_report(ns.run_dir, ns.out)
+        print(f"html     {html_path}\nmarkdown {md_path}")
+        return 0
+
+    cmd.set_defaults(handler=handler)

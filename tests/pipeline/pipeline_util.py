@@ -1,0 +1,20 @@
+"""The tiny pipeline the run and report tests share: 16x16 frames, 2 episodes per store, a few training steps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def tiny_pipeline_args(out: Path, *extra: str) -> list[str]:
+    """`robodream run` arguments for the quickstart config shrunk to seconds on 2 CPU cores."""
+    return ["run", str(CONFIGS / "pipeline" / "quickstart.yaml"), f"out={out}",
+            "collect=[{task: push_cube, episodes: 2, workers: 2, env: {image_size: 16}}, "
+            "{task: pick_place, episodes: 2, workers: 0, env: {image_size: 16}}]",
+            "viz.episodes=2", "viz.scale=2", "policy.trainer.max_steps=4", "policy.trainer.checkpoint_every=2",
+            "policy.trainer.batch_size=8", "policy.trainer.progress=false", "policy.eval.episodes=1",
+            "policy.eval.workers=0", "policy.eval.videos=1",
+            "world_model.trainer.max_steps=2", "world_model.trainer.val_every_steps=2",
+            "world_model.trainer.checkpoint_every_steps=2", "world_model.trainer.batch_size=8",
+            "world_model.val_fraction=0.5", "world_model.dream_episodes=1", "world_model.eval_horizon=2", *extra]
