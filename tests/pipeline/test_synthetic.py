@@ -7,6 +7,9 @@ filters, the harness in imagination, clear errors), not quality, which lives in 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -97,3 +100,23 @@ def test_eval_in_imagination_without_its_models_is_one_clear_error(models, capsy
 def _run_error(argv: list[str], capsys) -> str:
     assert main(argv) != 0
     return capsys.readouterr().err
+
+
+def test_generate_with_ddp_on_two_cpu_processes_stores_every_rollout_once(models, tmp_path):
+    store, wm, probe = models
+    out = tmp_path / "synth.zarr"
+    # Lightning's DDP launcher re-runs this command line for rank 1, so it must be a real command, not pytest.
+    # 5 rollouts in batches of 2: rank 0 imagines batches 0 and 2 (rollouts 0, 1, 4), rank 1 batch 1 (2, 3).
+    command = [sys.executable, "-m", "robodream.pipeline.cli", "generate", f"wm={wm}", f"probe={probe}",
+               f"data={store}", "rollouts=5", "horizon=3", "batch_size=2", f"out={out}", "progress=false",
+               "accelerator=cpu", "devices=2", "strategy=ddp"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path, check=False,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "distributed_backend=gloo" in output and "Starting with 2 processes" in output
+    assert result.stdout.count("rollouts    5 imagined, 5 kept") == 1  # rank 0 alone reports, with every count
+    synth = EpisodeStore.open(out)
+    rollouts = [json.loads(synth.episode_meta(i)["origin"])["rollout"] for i in range(synth.num_episodes)]
+    assert sorted(rollouts) == [0, 1, 2, 3, 4]  # every rollout exactly once: shards merged, none repeated
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no shard or count file left

@@ -6,7 +6,7 @@
 
 Generation runs through Lightning's predict loop: `accelerator=gpu devices=4` spreads the rollouts over four
 GPUs with no code change. Each device writes its own shard (the single-writer rule of the store holds per
-shard); rank 0 merges the shards in rollout order and moves the result into place only when everything
+shard); rank 0 merges the shards in rank order and moves the result into place only when everything
 succeeded, so an interrupted run leaves no half-written store.
 """
 
@@ -95,8 +95,12 @@ class GenerateSummary:
                 f"time        {self.elapsed_s:.1f} s ({rate:.2f} rollouts/s)"]
 
 
-def generate(cfg: GenerateConfig) -> GenerateSummary:
-    """Run the generation described by `cfg`; returns a summary (rank 0) after the store is in place."""
+def generate(cfg: GenerateConfig) -> GenerateSummary | None:
+    """Run the generation described by `cfg`; returns its summary once the store is in place.
+
+    Under DDP every process returns only after the merged store is in place; rank 0 returns the summary (with
+    every device's counts), the other ranks None.
+    """
     import lightning as L
 
     from robodream.datasets import layout
@@ -133,19 +137,28 @@ def generate(cfg: GenerateConfig) -> GenerateSummary:
                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, callbacks=[writer], use_distributed_sampler=False)
     started = time.monotonic()
+    summary = GenerateSummary(store=str(out))
     try:
         trainer.predict(module, datamodule=GenerationDataModule(cfg.rollouts, episodes, cfg.seed, cfg.batch_size),
                         return_predictions=False)
-        trainer.strategy.barrier()
-        summary = GenerateSummary(store=str(out))
+        trainer.strategy.barrier()  # every shard closed and its counts written before rank 0 reads them
+        error = None
         if trainer.is_global_zero:
-            writer.finish(out, overwrite=cfg.overwrite, world_size=trainer.world_size, summary=summary)
+            try:
+                writer.finish(out, overwrite=cfg.overwrite, world_size=trainer.world_size, summary=summary)
+            except RobodreamError as exc:  # handed to every rank below, so none waits on a merge that failed
+                error = str(exc)
+        # The broadcast doubles as a barrier: no rank returns (and goes on to read `out`) before the merged
+        # store is in place, and all of them raise the same error when it could not be made.
+        error = trainer.strategy.broadcast(error, src=0)
     except BaseException:
         if trainer.is_global_zero:
             writer.discard(trainer.world_size)
         raise
+    if error is not None:
+        raise RobodreamError(error)
     summary.elapsed_s = time.monotonic() - started
-    return summary
+    return summary if trainer.is_global_zero else None
 
 
 def _devices(text: str):
@@ -171,7 +184,8 @@ def add_commands(sub) -> None:
 
     def run(ns) -> int:
         summary = generate(build_from_args(GenerateConfig, ns.args))
-        print("\n".join(summary.lines()))
+        if summary is not None:  # under DDP, rank 0 alone reports
+            print("\n".join(summary.lines()))
         return 0
 
     add_config_command(sub, "generate", "imagine synthetic episodes with a world model into an episode store", run)
