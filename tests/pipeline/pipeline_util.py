@@ -17,4 +17,11 @@ def tiny_pipeline_args(out: Path, *extra: str) -> list[str]:
             "policy.eval.workers=0", "policy.eval.videos=1",
             "world_model.trainer.max_steps=2", "world_model.trainer.val_every_steps=2",
             "world_model.trainer.checkpoint_every_steps=2", "world_model.trainer.batch_size=8",
-            "world_model.val_fraction=0.5", "world_model.dream_episodes=1", "world_model.eval_horizon=2", *extra]
+            "world_model.val_fraction=0.5", "world_model.dream_episodes=1", "world_model.eval_horizon=2",
+            "probe.trainer.max_steps=2", "probe.trainer.val_every_steps=2", "probe.trainer.checkpoint_every_steps=2",
+            "probe.trainer.batch_size=8", "probe.probe.channels=[8,16]", "probe.probe.hidden=16",
+            "probe.val_fraction=0.5",
+            # An untrained probe calls nothing a success, so the tiny run keeps every rollout.
+            "generate.rollouts=2", "generate.horizon=2", "generate.batch_size=2", "generate.filter.success_only=false",
+            "generate.progress=false", "generate.accelerator=cpu",
+            "imagination.workers=0", "imagination.max_steps=3", *extra]

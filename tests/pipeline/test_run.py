@@ -2,32 +2,41 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from robodream.datasets.reader import EpisodeStore
 from robodream.pipeline.cli import main
 from robodream.pipeline.collect import CollectConfig
 from robodream.pipeline.config import build_config
-from robodream.pipeline.run import PipelineConfig
+from robodream.pipeline.run import PipelineConfig, plan
 from robodream.robots.sim.env import EnvConfig
 from tests.pipeline.pipeline_util import CONFIGS, tiny_pipeline_args
 
 SKIPPED = "skipped: inputs and config unchanged"
 
 
+# The stages' progress names, by prefix; the longest prefix a line starts with names its stage.
+STAGE_PREFIXES = {"collect push_cube": "collect-push_cube", "collect pick_place": "collect-pick_place", "viz": "viz",
+                  "train-wm": "train-wm", "dream + eval-wm": "eval-wm", "train-policy": "train-policy",
+                  "eval step": "eval-policy", "train-probe": "train-probe", "generate": "generate",
+                  "train-policy augmented": "train-policy-augmented", "eval augmented": "eval-policy-augmented",
+                  "eval in imagination step": "eval-imagined",
+                  "eval in imagination augmented": "eval-imagined-augmented", "report": "report"}
+
+
 def _ran(out: str) -> list[str]:
     """Slugs of the stages a `robodream run` printed as run (not skipped), from its progress lines."""
     lines = out.splitlines()
-    names = {"collect push_cube": "collect-push_cube", "collect pick_place": "collect-pick_place", "viz": "viz",
-             "train-wm": "train-wm", "dream + eval-wm": "eval-wm", "train-policy": "train-policy",
-             "eval step": "eval-policy", "report": "report"}
     ran = []
     for i, line in enumerate(lines):
         if line.startswith("[") and "] " in line:
             stage = line.split("] ", 1)[1]
             following = next((x for x in lines[i + 1:] if x.startswith("      ")), "")
-            if SKIPPED not in following:
-                ran += [slug for prefix, slug in names.items() if stage.startswith(prefix)]
+            matches = [prefix for prefix in STAGE_PREFIXES if stage.startswith(prefix)]
+            if SKIPPED not in following and matches:
+                ran.append(STAGE_PREFIXES[max(matches, key=len)])
     return ran
 
 
@@ -36,7 +45,7 @@ def test_tiny_pipeline_runs_and_a_second_run_skips_every_stage(tmp_path, capsys)
     args = tiny_pipeline_args(run)
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "[1/8] collect push_cube" in out and "[8/8] report" in out
+    assert "[1/14] collect push_cube" in out and "[14/14] report" in out
     for store in ("push_cube", "pick_place"):
         path = run / "data" / f"{store}.zarr"
         assert EpisodeStore.open(path).num_episodes == 2
@@ -51,28 +60,58 @@ def test_tiny_pipeline_runs_and_a_second_run_skips_every_stage(tmp_path, capsys)
     assert sorted(p.name for p in (policy / "checkpoints").iterdir()) == ["step_2", "step_4"]
     eval_info = policy / "eval" / "step_4_push_cube_seed1000" / "eval_info.json"
     assert eval_info.exists() and (eval_info.parent / "eval_episode_0.mp4").exists() and str(eval_info) in out
+    # The synthetic-data stages: probe, synthetic store, augmented policy, evaluations in sim and imagination.
+    assert (run / "probe" / "model" / "config.json").exists() and (run / "probe" / "metrics.json").exists()
+    synth = EpisodeStore.open(run / "data" / "synthetic.zarr")
+    assert synth.num_episodes == 2 and {synth.episode_meta(i)["source"] for i in range(2)} == {"synthetic"}
+    augmented = run / "policy_augmented"
+    assert (augmented / "checkpoints" / "step_4" / "config.json").exists()
+    assert (augmented / "eval" / "step_4_push_cube_seed1000" / "eval_info.json").exists()
+    for trained in (policy, augmented):
+        imagined = json.loads((trained / "eval" / "step_4_push_cube_imagined_seed1000" / "eval_info.json").read_text())
+        assert imagined["info"]["env"] == "world_model" and imagined["info"]["seeds"] == [1000, 1000]
+    # The report compares real-only with augmented, in sim and in imagination.
+    report = (run / "report" / "report.md").read_text()
+    assert "success in sim" in report and "success in imagination" in report
+    assert "real 50% + synthetic 50%" in report and "| policy/checkpoints/step_4 | real |" in report
     # Every stage's output directory holds its resolved config and its input hash.
     for stamp in (run / "data" / "collect-push_cube.stage.json", world_model / "train-wm.stage.json",
-                  eval_info.parent / "eval-policy.stage.json", run / "report" / "report.stage.json"):
+                  eval_info.parent / "eval-policy.stage.json", run / "data" / "generate.stage.json",
+                  run / "probe" / "train-probe.stage.json", augmented / "train-policy-augmented.stage.json",
+                  run / "report" / "report.stage.json"):
         assert stamp.exists() and stamp.with_suffix(".yaml").exists()
     assert (run / "report" / "report.html").exists() and (run / "report" / "report.md").exists()
 
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert out.count(SKIPPED) == 8 and _ran(out) == []
+    assert out.count(SKIPPED) == 14 and _ran(out) == []
     assert "ETA" in out  # the durations of the first run are known now
 
-    # A changed world-model config re-runs train-wm and everything downstream of it, nothing upstream.
-    assert main(tiny_pipeline_args(run, "world_model.trainer.learning_rate=5e-4")) == 0
-    assert _ran(capsys.readouterr().out) == ["train-wm", "eval-wm", "report"]
-    # A changed policy eval config re-runs only the evaluation (and the report).
-    assert main(tiny_pipeline_args(run, "world_model.trainer.learning_rate=5e-4", "policy.eval.seed=2000")) == 0
-    assert _ran(capsys.readouterr().out) == ["eval-policy", "report"]
+    # A changed world-model config re-runs train-wm and everything downstream of it, nothing upstream (the
+    # probe and the real-only policy learn from the recorded store alone).
+    changed = ["world_model.trainer.learning_rate=5e-4"]
+    assert main(tiny_pipeline_args(run, *changed)) == 0
+    assert _ran(capsys.readouterr().out) == ["train-wm", "eval-wm", "generate", "train-policy-augmented",
+                                             "eval-policy-augmented", "eval-imagined", "eval-imagined-augmented",
+                                             "report"]
+    # A changed generate config re-runs generate and what reads the synthetic store only.
+    changed.append("generate.noise=0.2")
+    assert main(tiny_pipeline_args(run, *changed)) == 0
+    assert _ran(capsys.readouterr().out) == ["generate", "train-policy-augmented", "eval-policy-augmented",
+                                             "eval-imagined-augmented", "report"]
+    # A changed policy eval config re-runs only the evaluations on those seeds (and the report).
+    assert main(tiny_pipeline_args(run, *changed, "policy.eval.seed=2000")) == 0
+    assert _ran(capsys.readouterr().out) == ["eval-policy", "eval-policy-augmented", "eval-imagined",
+                                             "eval-imagined-augmented", "report"]
 
 
 @pytest.mark.parametrize("path", sorted((CONFIGS / "pipeline").glob("*.yaml")), ids=lambda p: p.name)
-def test_pipeline_configs_parse(path):
-    assert build_config(PipelineConfig, [], [path]).collect
+def test_pipeline_configs_parse_and_plan(path, tmp_path):
+    """Every documented size builds its config and its stages (nothing runs), the synthetic-data ones included."""
+    cfg = build_config(PipelineConfig, [f"out={tmp_path}"], [path])
+    slugs = [stage.slug for stage in plan(cfg, "robodream run")]
+    assert slugs[0].startswith("collect-") and slugs[-1] == "report"
+    assert {"train-probe", "generate", "train-policy-augmented", "eval-imagined-augmented"} <= set(slugs)
 
 
 @pytest.mark.parametrize("path", sorted((CONFIGS / "collect").glob("*.yaml")), ids=lambda p: p.name)

@@ -42,24 +42,46 @@ class PolicyStageConfig:
     eval: PolicyEvalStageConfig = field(default_factory=PolicyEvalStageConfig)
 
 
+def final_checkpoint(cfg: PolicyStageConfig, out: Path) -> Path:
+    """The checkpoint the last training step writes (the one every evaluation of the pipeline reads)."""
+    return out / "checkpoints" / f"step_{cfg.trainer.max_steps}"
+
+
+def stage_dir(path: str, run_dir: Path) -> Path:
+    """A stage's `out` key: relative paths live under the pipeline's out, absolute ones stay where they are."""
+    return Path(path) if Path(path).is_absolute() else run_dir / path
+
+
 def policy_stages(cfg: PolicyStageConfig, stores: dict[str, tuple[str, EnvConfig]], run_dir: Path) -> list[Stage]:
     """train-policy on the store of `cfg.task`, then eval on held-out seeds; `stores` maps task -> (store, env)."""
     if cfg.task not in stores:
         raise RobodreamError(f"policy.task={cfg.task!r} but the pipeline collects only {sorted(stores)}: add it to "
                              "collect or pick one of those")
     store, env = stores[cfg.task]
-    out = Path(cfg.out) if Path(cfg.out).is_absolute() else run_dir / cfg.out
-    final = out / "checkpoints" / f"step_{cfg.trainer.max_steps}"
+    return train_and_eval_stages(cfg, store, {"store": store}, env, stage_dir(cfg.out, run_dir))
+
+
+def train_and_eval_stages(cfg: PolicyStageConfig, data: str, inputs: dict[str, str], env: EnvConfig, out: Path,
+                          variant: str = "", mix: dict | None = None) -> list[Stage]:
+    """train-policy on `data` (a store, or a weighted mix `a.zarr:0.5,b.zarr:0.5`) into `out`, then eval in sim.
+
+    `inputs` are the stores `data` names (their fingerprints decide re-runs); `variant` tells apart the policies
+    of one pipeline (the augmented one: slugs train-policy-augmented, eval-policy-augmented); `mix` is hashed in
+    place of `data`, whose paths depend on where the run lives.
+    """
+    final = final_checkpoint(cfg, out)
+    suffix, label = (f"-{variant}", f" {variant}") if variant else ("", "")
     # Progress bars and thread counts do not change the weights, so they stay out of the hash.
     trainer = {k: v for k, v in to_dict(cfg.trainer).items() if k not in ("progress", "threads")}
-    train_config = {"task": cfg.task, "policy": to_dict(cfg.policy), "trainer": trainer}
+    train_config = {"task": cfg.task, "policy": to_dict(cfg.policy), "trainer": trainer,
+                    **({"mix": mix} if mix is not None else {})}
 
     def train(previous: Previous) -> StageResult:
         from robodream.pipeline.train_policy import TrainPolicyConfig, train_policy
 
         # Resume only an interrupted attempt at this very config; after a change, train from scratch.
         resume = previous.interrupted and (out / "lightning" / "last.ckpt").exists()
-        summary = train_policy(TrainPolicyConfig(data=store, out=str(out), policy=cfg.policy, trainer=cfg.trainer,
+        summary = train_policy(TrainPolicyConfig(data=data, out=str(out), policy=cfg.policy, trainer=cfg.trainer,
                                                  resume=resume, overwrite=not resume))
         return StageResult(f"{summary.steps} steps, loss {summary.final_loss:.4f}, {summary.steps_per_s:.1f} steps/s",
                            [("policy", str(final))])
@@ -79,9 +101,11 @@ def policy_stages(cfg: PolicyStageConfig, stores: dict[str, tuple[str, EnvConfig
 
     # Episodes are seeded, so the worker count does not change the results.
     eval_config = {"task": cfg.task, "episodes": e.episodes, "seed": e.seed, "videos": e.videos, "env": to_dict(env)}
+    on = f"{cfg.task} + synthetic" if variant else cfg.task
     return [
-        Stage(f"train-policy {cfg.policy.type} on {cfg.task}: {cfg.trainer.max_steps} steps -> {out}",
-              "train-policy", out, train_config, train, inputs={"store": store}),
-        Stage(f"eval {final.name} on {cfg.task}: {e.episodes} episodes from seed {e.seed}, {e.workers} workers "
-              f"-> {eval_out}", "eval-policy", eval_out, eval_config, evaluate, inputs={"policy": str(final)}),
+        Stage(f"train-policy{label} {cfg.policy.type} on {on}: {cfg.trainer.max_steps} steps -> {out}",
+              f"train-policy{suffix}", out, train_config, train, inputs=inputs),
+        Stage(f"eval{label} {final.name} on {cfg.task}: {e.episodes} episodes from seed {e.seed}, {e.workers} "
+              f"workers -> {eval_out}", f"eval-policy{suffix}", eval_out, eval_config, evaluate,
+              inputs={"policy": str(final)}),
     ]

@@ -108,11 +108,45 @@ def _eval_rows(files: list[Path], run_dir: Path) -> list[dict]:
         policy = str(info.get("policy", "?"))
         if Path(policy).exists() and Path(policy).resolve().is_relative_to(run_dir.resolve()):
             policy = _rel(Path(policy), run_dir)  # checkpoints of this run: shown relative to it
-        rows.append({"policy": policy, "env": "imagination" if info.get("env") == "world_model" else "sim",
+        rows.append({"policy": policy, "data": _training_data(Path(str(info.get("policy", "")))),
+                     "env": "imagination" if info.get("env") == "world_model" else "sim",
                      "task": str(info.get("task", "?")), "episodes": len(record.get("per_episode", [])),
                      "pc_success": float(agg.get("pc_success", float("nan"))),
                      "eval_s": float(agg.get("eval_s", float("nan"))), "file": _rel(path, run_dir)})
     return rows
+
+
+def _training_data(checkpoint: Path) -> str:
+    """What a policy learned from, as its checkpoint records it: "real", "synthetic" or "real 50% + synthetic
+    50%" (recorded episodes of any source count as real; imagined ones, source "synthetic", as synthetic)."""
+    from robodream.datasets.reader import EpisodeStore
+    from robodream.policies.pretrained import read_checkpoint_info
+
+    if not (checkpoint / "config.json").is_file():
+        return "-"  # the scripted expert, or a checkpoint moved away since
+    shares: dict[str, float] = {}
+    sources = read_checkpoint_info(checkpoint).get("training", {}).get("data", [])
+    total = sum(float(s.get("weight", 1.0)) for s in sources) or 1.0
+    for source in sources:
+        try:
+            kinds = set(EpisodeStore.open(source["path"], cache="disk").meta("episode_source").tolist())
+        except RobodreamError:
+            kinds = set()
+        kind = "synthetic" if kinds == {"synthetic"} else "real" if kinds else "?"
+        shares[kind] = shares.get(kind, 0.0) + float(source.get("weight", 1.0)) / total
+    if len(shares) <= 1:
+        return next(iter(shares), "?")
+    return " + ".join(f"{kind} {share:.0%}" for kind, share in sorted(shares.items()))
+
+
+def _comparison_table(rows: list[dict]) -> Table:
+    """One line per policy, one column per environment: real-only vs augmented, sim vs imagination at a glance."""
+    envs = list(dict.fromkeys(r["env"] for r in rows))
+    lines: dict[tuple[str, str, str], dict[str, str]] = {}
+    for r in rows:
+        lines.setdefault((r["policy"], r["data"], r["task"]), {})[r["env"]] = f"{r['pc_success']:.0f}%"
+    return Table(["policy", "training data", "task", *(f"success in {env}" for env in envs)],
+                 [[*key, *(cells.get(env, "-") for env in envs)] for key, cells in lines.items()])
 
 
 def _success_chart(rows: list[dict], path: Path) -> Path:
@@ -122,13 +156,15 @@ def _success_chart(rows: list[dict], path: Path) -> Path:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    policies = list(dict.fromkeys(f"{r['policy']}\n{r['task']}" for r in rows))
+    def label(r: dict) -> str:
+        return f"{r['policy']}\n{r['data']}, {r['task']}"
+
+    policies = list(dict.fromkeys(label(r) for r in rows))
     envs = list(dict.fromkeys(r["env"] for r in rows))
     width = 0.8 / len(envs)
     fig, ax = plt.subplots(figsize=(max(4.0, 1.6 * len(policies) + 1.5), 3.4))
     for i, env in enumerate(envs):
-        values = [next((r["pc_success"] for r in rows if r["env"] == env and f"{r['policy']}\n{r['task']}" == p),
-                       np.nan) for p in policies]
+        values = [next((r["pc_success"] for r in rows if r["env"] == env and label(r) == p), np.nan) for p in policies]
         ax.bar(np.arange(len(policies)) + (i - (len(envs) - 1) / 2) * width, values, width, label=env)
     ax.set_xticks(np.arange(len(policies)), policies, fontsize=8)
     ax.set_ylabel("success (%)")
@@ -168,9 +204,13 @@ def _policy_section(files: list[Path], run_dir: Path, out: Path) -> list[Section
         return [section]
     section.blocks.append(Text("Every evaluation found in the run: sim = PyBullet, imagination = the world model "
                                "with the success probe; same held-out seeds per task."))
-    section.blocks.append(Table(["policy", "task", "env", "episodes", "success", "eval time", "eval_info"],
-                                [[r["policy"], r["task"], r["env"], str(r["episodes"]), f"{r['pc_success']:.0f}%",
-                                  f"{r['eval_s']:.1f} s", r["file"]] for r in rows]))
+    section.blocks.append(_comparison_table(rows))
+    section.blocks.append(Text("Each evaluation (training data: recorded episodes are real, world-model rollouts "
+                               "synthetic; an augmented policy shares the real-only one's network, steps and seeds):"))
+    section.blocks.append(Table(["policy", "training data", "task", "env", "episodes", "success", "eval time",
+                                 "eval_info"],
+                                [[r["policy"], r["data"], r["task"], r["env"], str(r["episodes"]),
+                                  f"{r['pc_success']:.0f}%", f"{r['eval_s']:.1f} s", r["file"]] for r in rows]))
     section.blocks.append(Image(_success_chart(rows, out / "success.png"), "success rate per policy and environment"))
     pairs = {}
     for r in rows:

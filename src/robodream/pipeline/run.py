@@ -1,7 +1,9 @@
 """`robodream run configs/pipeline/<name>.yaml`: the pipeline's stages in order, on one config.
 
 Stages: collect (one store per listed task) -> viz -> train-wm -> dream + eval-wm (world_model_stage.py, when
-`world_model.enabled`) -> train-policy -> eval (policy_stage.py, when `policy.enabled`) -> report (report.py).
+`world_model.enabled`) -> train-policy -> eval (policy_stage.py, when `policy.enabled`) -> train-probe ->
+generate -> train-policy augmented -> eval augmented -> eval in imagination of both policies (synthetic_stage.py,
+each when its section's `enabled`) -> report (report.py).
 Each stage is a `Stage` (stages.py) whose output directory records its resolved config and the hash of its
 inputs, so re-running a pipeline skips every stage whose config and upstream outputs are unchanged and re-runs
 the ones downstream of a change. `<out>/run.json` lists the stages and the command, for `robodream report`.
@@ -18,8 +20,16 @@ from pathlib import Path
 from robodream.errors import RobodreamError
 from robodream.pipeline.collect import CollectConfig, collect
 from robodream.pipeline.config import save_config, to_dict
-from robodream.pipeline.policy_stage import PolicyStageConfig, policy_stages
+from robodream.pipeline.policy_stage import PolicyStageConfig, policy_stages, stage_dir
 from robodream.pipeline.stages import Previous, Stage, StageResult, run_stages
+from robodream.pipeline.synthetic_stage import (
+    AugmentedPolicyStageConfig,
+    GenerateStageConfig,
+    ImaginationEvalStageConfig,
+    ProbeStageConfig,
+    SyntheticSections,
+    synthetic_stages,
+)
 from robodream.pipeline.world_model_stage import WorldModelStageConfig, world_model_stages
 
 
@@ -47,6 +57,10 @@ class PipelineConfig:
     viz: VizStageConfig = field(default_factory=VizStageConfig)
     world_model: WorldModelStageConfig = field(default_factory=WorldModelStageConfig)
     policy: PolicyStageConfig = field(default_factory=PolicyStageConfig)
+    probe: ProbeStageConfig = field(default_factory=ProbeStageConfig)
+    generate: GenerateStageConfig = field(default_factory=GenerateStageConfig)
+    augmented: AugmentedPolicyStageConfig = field(default_factory=AugmentedPolicyStageConfig)
+    imagination: ImaginationEvalStageConfig = field(default_factory=ImaginationEvalStageConfig)
     report: ReportStageConfig = field(default_factory=ReportStageConfig)
 
     def __post_init__(self) -> None:
@@ -131,9 +145,12 @@ def plan(cfg: PipelineConfig, command: str) -> list[Stage]:
     if cfg.world_model.enabled:
         stores = {c.task: path for c, path in zip(cfg.collect, store_paths, strict=True)}
         stages += world_model_stages(cfg.world_model, stores, run_dir)
+    envs = {c.task: (path, c.env) for c, path in zip(cfg.collect, store_paths, strict=True)}
     if cfg.policy.enabled:
-        envs = {c.task: (path, c.env) for c, path in zip(cfg.collect, store_paths, strict=True)}
         stages += policy_stages(cfg.policy, envs, run_dir)
+    world_model = (cfg.world_model.task, stage_dir(cfg.world_model.out, run_dir)) if cfg.world_model.enabled else None
+    sections = SyntheticSections(cfg.probe, cfg.generate, cfg.augmented, cfg.imagination)
+    stages += synthetic_stages(sections, world_model, cfg.policy if cfg.policy.enabled else None, envs, run_dir)
     if cfg.report.enabled:
         stages.append(_report_stage(cfg.report, list(stages), run_dir, command))
     return stages
