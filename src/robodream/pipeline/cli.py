@@ -134,6 +134,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "robodream.pipeline.merge",  # merge
     "robodream.pipeline.ros_cli",  # sim-arm, deploy, record-ros
     "robodream.pipeline.report",  # report
+    "robodream.pipeline.experiment_cli",  # experiment augment, experiment rank
 )
 
 

@@ -1,0 +1,41 @@
+"""`robodream experiment augment|rank`: the synthetic-data experiments of issue 6 (registered in cli.py).
+
+    robodream experiment augment configs/experiment/augment.yaml
+    robodream experiment rank configs/experiment/rank.yaml policy_run=runs/policy imagination.wm=runs/wm ...
+
+Both take YAML files and key=value overrides like every config-driven command; see pipeline/experiments/.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _cmd_augment(ns: argparse.Namespace) -> int:
+    from robodream.pipeline.cli import build_from_args
+    from robodream.pipeline.experiments.augment import AugmentConfig, run_augment
+
+    files = run_augment(build_from_args(AugmentConfig, ns.args))
+    print("\n".join(f"{kind:<9}{path}" for kind, path in files.items()))
+    return 0
+
+
+def _cmd_rank(ns: argparse.Namespace) -> int:
+    from robodream.pipeline.cli import build_from_args
+    from robodream.pipeline.experiments.rank import RankConfig, run_rank
+
+    run_rank(build_from_args(RankConfig, ns.args))
+    return 0
+
+
+def add_commands(sub) -> None:
+    """Add `experiment` with its two experiments to the `robodream` parser."""
+    from robodream.pipeline.cli import add_config_command
+
+    experiment = sub.add_parser("experiment", help="run a synthetic-data experiment: augment or rank",
+                                description="run a synthetic-data experiment; a re-run skips finished sub-steps")
+    kinds = experiment.add_subparsers(dest="experiment", required=True, metavar="experiment")
+    add_config_command(kinds, "augment", "train policies on N real demos with and without synthetic rollouts and "
+                       "compare their held-out success (table + plot)", _cmd_augment)
+    add_config_command(kinds, "rank", "evaluate checkpoints and noisy experts in PyBullet and in imagination and "
+                       "correlate the success rates (Pearson, Spearman, scatter plot)", _cmd_rank)

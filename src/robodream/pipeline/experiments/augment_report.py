@@ -1,0 +1,107 @@
+"""The results of `robodream experiment augment`: tables (CSV + Markdown) and the success-vs-N plot.
+
+Read back from the files the sub-steps wrote (eval_info.json of every policy, generate.json of every
+generation), so the tables can be rebuilt from a finished experiment directory at any time.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from robodream.pipeline.experiments.stats import mean_std
+from robodream.pipeline.experiments.tables import markdown_table, pyplot, write_csv
+
+ARMS = {"real": "real only", "mixed": "real + synthetic"}
+RUN_COLUMNS = ("n_demos", "seed", "real_success", "mixed_success", "delta", "synthetic_generated", "synthetic_kept",
+               "eval_episodes", "eval_seed")
+SUMMARY_COLUMNS = ("n_demos", "seeds", "real_mean", "real_std", "mixed_mean", "mixed_std", "delta_mean", "delta_std",
+                   "synthetic_kept_mean")
+
+
+def _success(path: Path) -> tuple[float, dict[str, Any]]:
+    info = json.loads(path.read_text())
+    return float(info["aggregated"]["pc_success"]), info
+
+
+def run_rows(cfg, root: Path) -> list[dict[str, Any]]:
+    """One row per N and training seed: success (%) of both policies on the held-out seeds, synthetic counts."""
+    rows = []
+    for n in cfg.demos:
+        for seed in cfg.seeds:
+            out = root / f"N{n}" / f"seed{seed}"
+            real, info = _success(out / "policy_real" / "eval" / "eval_info.json")
+            mixed, _ = _success(out / "policy_mixed" / "eval" / "eval_info.json")
+            generated = json.loads((out / "synthetic" / "generate.json").read_text())
+            rows.append({"n_demos": n, "seed": seed, "real_success": real, "mixed_success": mixed,
+                         "delta": mixed - real, "synthetic_generated": generated["generated"],
+                         "synthetic_kept": generated["kept"], "eval_episodes": len(info["per_episode"]),
+                         "eval_seed": info["info"]["seeds"][0]})
+    return rows
+
+
+def summary_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean and sample std over training seeds, per N (the issue's table)."""
+    summary = []
+    for n in sorted({r["n_demos"] for r in rows}):
+        group = [r for r in rows if r["n_demos"] == n]
+        entry: dict[str, Any] = {"n_demos": n, "seeds": len(group)}
+        for key in ("real", "mixed", "delta"):
+            values = [r["delta"] if key == "delta" else r[f"{key}_success"] for r in group]
+            entry[f"{key}_mean"], entry[f"{key}_std"] = (round(v, 2) for v in mean_std(values))
+        entry["synthetic_kept_mean"] = round(mean_std([r["synthetic_kept"] for r in group])[0], 1)
+        summary.append(entry)
+    return summary
+
+
+def _markdown(summary: list[dict[str, Any]], rows: list[dict[str, Any]]) -> str:
+    cells = [{"n": s["n_demos"], "seeds": s["seeds"], "real": f"{s['real_mean']:.1f} ± {s['real_std']:.1f}",
+              "mixed": f"{s['mixed_mean']:.1f} ± {s['mixed_std']:.1f}",
+              "delta": f"{s['delta_mean']:+.1f} ± {s['delta_std']:.1f}", "kept": f"{s['synthetic_kept_mean']:.1f}"}
+             for s in summary]
+    episodes = {r["eval_episodes"] for r in rows}
+    seeds = {r["eval_seed"] for r in rows}
+    return ("Success (%) on held-out seeds, mean ± std over training seeds "
+            f"({', '.join(map(str, sorted(episodes)))} episodes from seed {', '.join(map(str, sorted(seeds)))}).\n\n"
+            + markdown_table(cells, ["n", "seeds", "real", "mixed", "delta", "kept"],
+                             ["real demos N", "seeds", "real only", "real + synthetic", "difference (points)",
+                              "synthetic kept (mean)"]))
+
+
+def plot_success_vs_demos(summary: list[dict[str, Any]], path: Path) -> Path:
+    """Success vs N, one line per training data (real only, real + synthetic), error bars = std over seeds."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.4), dpi=120)
+    demos = [s["n_demos"] for s in summary]
+    for offset, (arm, label) in zip((-0.01, 0.01), ARMS.items(), strict=True):
+        # a small horizontal offset in log space keeps overlapping error bars apart
+        xs = [n * 10 ** offset for n in demos]
+        ax.errorbar(xs, [s[f"{arm}_mean"] for s in summary], yerr=[s[f"{arm}_std"] for s in summary], marker="o",
+                    capsize=3, label=label)
+    ax.set_xscale("log")
+    ax.set_xlim(min(demos) / 1.5, max(demos) * 1.5)
+    ax.set_xticks(demos, [str(n) for n in demos])
+    ax.minorticks_off()
+    ax.set(xlabel="real demonstrations N", ylabel="success (%)", ylim=(-3, 103), title="synthetic augmentation")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def write_augment_results(cfg, root: Path) -> dict[str, Path]:
+    """results.csv, summary.csv, summary.md, results.json and success_vs_demos.png under `root`."""
+    rows = run_rows(cfg, root)
+    summary = summary_rows(rows)
+    files = {"results": write_csv(rows, root / "results.csv", RUN_COLUMNS),
+             "summary": write_csv(summary, root / "summary.csv", SUMMARY_COLUMNS)}
+    files["markdown"] = root / "summary.md"
+    files["markdown"].write_text(_markdown(summary, rows))
+    files["json"] = root / "results.json"
+    files["json"].write_text(json.dumps({"runs": rows, "summary": summary, "config": "config.yaml"}, indent=2))
+    files["plot"] = plot_success_vs_demos(summary, root / "success_vs_demos.png")
+    print("\n" + files["markdown"].read_text())
+    return files

@@ -1,0 +1,54 @@
+"""Small statistics for the experiment tables: mean +- std over seeds, Pearson and Spearman correlation.
+
+numpy only (scipy is not a dependency). Spearman's rho is Pearson's r of the ranks, with tied values given the
+average of the ranks they span ("fractional ranking", as scipy.stats.spearmanr does); the shortcut formula
+1 - 6 sum d^2 / (n (n^2 - 1)) is only right without ties, which success rates in percent often have.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof=1) of `values`; the std is 0 for a single value."""
+    array = np.asarray(values, dtype=np.float64)
+    if array.size == 0:
+        return math.nan, math.nan
+    return float(array.mean()), float(array.std(ddof=1)) if array.size > 1 else 0.0
+
+
+def rankdata(values: Sequence[float]) -> np.ndarray:
+    """Ranks 1..n of `values`, ties sharing the average of the ranks they span: [10, 20, 20, 30] -> [1, 2.5, 2.5, 4]."""
+    array = np.asarray(values, dtype=np.float64)
+    order = np.argsort(array, kind="mergesort")
+    ranks = np.empty(len(array), dtype=np.float64)
+    ranks[order] = np.arange(1, len(array) + 1)
+    for value in np.unique(array):
+        tied = array == value
+        ranks[tied] = ranks[tied].mean()
+    return ranks
+
+
+def pearson(x: Sequence[float], y: Sequence[float]) -> float | None:
+    """Pearson's r of two equally long sequences; None when it is undefined (fewer than 2 points, or a constant)."""
+    a, b = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"pearson needs two 1-D sequences of the same length, got {a.shape} and {b.shape}")
+    if len(a) < 2:
+        return None
+    a, b = a - a.mean(), b - b.mean()
+    denominator = math.sqrt(float(a @ a) * float(b @ b))
+    if denominator == 0:  # a constant sequence carries no ranking to agree or disagree with
+        return None
+    return float(np.clip((a @ b) / denominator, -1.0, 1.0))
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
+    """Spearman's rho: Pearson's r of the tie-averaged ranks; None when it is undefined."""
+    if len(x) != len(y):
+        raise ValueError(f"spearman needs two sequences of the same length, got {len(x)} and {len(y)}")
+    return pearson(rankdata(x), rankdata(y)) if len(x) >= 2 else None

@@ -1,0 +1,176 @@
+"""`robodream experiment augment` and `robodream experiment rank` end to end at tiny size, and their statistics.
+
+The experiments run for real (PyBullet, Zarr, Lightning) on 16x16 frames with models trained for a few steps:
+these tests check the machinery (sub-steps, resuming, tables, plots, errors), not the figures.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from robodream.datasets.reader import EpisodeStore
+from robodream.pipeline.cli import main
+from robodream.pipeline.experiments.augment_report import RUN_COLUMNS, SUMMARY_COLUMNS
+from robodream.pipeline.experiments.rank import COLUMNS as RANK_COLUMNS
+from robodream.pipeline.experiments.rank import correlation
+from robodream.pipeline.experiments.stats import mean_std, pearson, rankdata, spearman
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+AUGMENT_STAGES = 10  # collect real + play, merge, train-wm, train-probe, 2 x (train-policy + eval), generate
+
+
+def _augment_args(out: Path, *extra: str) -> list[str]:
+    return ["experiment", "augment", str(CONFIGS / "experiment" / "augment.yaml"),
+            str(CONFIGS / "experiment" / "augment_tiny.yaml"),
+            f"world_model.world_model={CONFIGS / 'world_model' / 'tiny.yaml'}",
+            f"policy.policy={CONFIGS / 'policy' / 'tiny.yaml'}", "play.episodes=2", f"out={out}", *extra]
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    with path.open() as f:
+        reader = csv.DictReader(f)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def _error(argv: list[str], capsys) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err  # one clear line, no traceback
+    return err
+
+
+@pytest.fixture(scope="module")
+def augment_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("experiments") / "augment"
+    assert main(_augment_args(out)) == 0
+    return out
+
+
+# -- statistics ---------------------------------------------------------------------------------------------------
+
+def test_correlations_of_perfectly_ranked_reversed_and_tied_success_rates():
+    assert pearson([10, 20, 30, 40], [15, 25, 35, 45]) == pytest.approx(1.0)
+    assert spearman([10, 20, 30, 40], [1, 4, 9, 100]) == pytest.approx(1.0)  # monotone: rho 1, r below 1
+    assert pearson([10, 20, 30, 40], [1, 4, 9, 100]) < 0.95
+    assert pearson([0, 50, 100], [90, 50, 10]) == pytest.approx(-1.0)
+    assert spearman([0, 50, 100], [90, 40, 10]) == pytest.approx(-1.0)
+    assert pearson([1, 2, 3, 4, 5], [2, 4, 5, 4, 5]) == pytest.approx(0.7745966692414834)
+    # ties take the average of the ranks they span (scipy.stats.spearmanr gives 0.9486832980505138)
+    assert list(rankdata([10, 20, 20, 30])) == [1, 2.5, 2.5, 4]
+    assert list(rankdata([50, 0, 50, 50])) == [3, 1, 3, 3]
+    assert spearman([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(0.9486832980505138)
+    # Wikipedia's worked example (IQ vs hours of TV): rho = -29/165
+    iq = [106, 100, 86, 101, 99, 103, 97, 113, 112, 110]
+    tv = [7, 27, 2, 50, 28, 29, 20, 12, 6, 17]
+    assert spearman(iq, tv) == pytest.approx(-29 / 165)
+    # undefined: a constant sequence carries no ranking, one point no correlation
+    assert pearson([0, 0, 0], [10, 20, 30]) is None and spearman([20, 20], [1, 2]) is None
+    assert spearman([5], [5]) is None
+
+
+def test_mean_and_sample_std_over_seeds():
+    assert mean_std([10, 20, 30]) == (pytest.approx(20.0), pytest.approx(10.0))
+    assert mean_std([40.0]) == (40.0, 0.0)
+    assert all(math.isnan(v) for v in mean_std([]))
+
+
+# -- augment ------------------------------------------------------------------------------------------------------
+
+def test_augment_writes_the_tables_and_the_plot(augment_run):
+    out = augment_run
+    columns, rows = _read_csv(out / "results.csv")
+    assert columns == list(RUN_COLUMNS)
+    assert [(r["n_demos"], r["seed"]) for r in rows] == [("3", "0")]
+    row = rows[0]
+    assert 0 <= float(row["real_success"]) <= 100 and 0 <= float(row["mixed_success"]) <= 100
+    assert float(row["delta"]) == pytest.approx(float(row["mixed_success"]) - float(row["real_success"]))
+    assert row["synthetic_kept"] == "2" and row["eval_episodes"] == "2" and row["eval_seed"] == "1000"
+    columns, summary = _read_csv(out / "summary.csv")
+    assert columns == list(SUMMARY_COLUMNS) and summary[0]["seeds"] == "1" and summary[0]["real_std"] == "0.0"
+    markdown = (out / "summary.md").read_text()
+    assert "| real demos N | seeds | real only | real + synthetic |" in markdown and "± 0.0" in markdown
+    assert (out / "success_vs_demos.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((out / "results.json").read_text())["summary"][0]["n_demos"] == 3
+    # every sub-step in its own directory, with its stamp
+    seed_dir = out / "N3" / "seed0"
+    for stamp in ["data/collect-real-N3", "data/collect-play", "data/merge-N3", "N3/seed0/world_model/train-wm-N3-s0",
+                  "N3/seed0/probe/train-probe-N3-s0", "N3/seed0/synthetic/generate-N3-s0",
+                  "N3/seed0/policy_mixed/eval/eval-mixed-N3-s0"]:
+        assert json.loads((out / f"{stamp}.stage.json").read_text())["status"] == "done"
+    # the world model saw the real demos and the play data (failures kept); the policies only the real demos
+    assert OmegaConf.load(seed_dir / "world_model" / "config.yaml")["data"] == str(out / "data" / "real_N3+play.zarr")
+    assert EpisodeStore.open(out / "data" / "real_N3+play.zarr").num_episodes == 3 + 2
+    trained_on = json.loads((seed_dir / "policy_mixed" / "checkpoints" / "step_4" / "config.json").read_text())
+    assert [d["path"] for d in trained_on["training"]["data"]] == [str(out / "data" / "real_N3.zarr"),
+                                                                    str(seed_dir / "synthetic" / "synthetic.zarr")]
+    assert [d["weight"] for d in trained_on["training"]["data"]] == [0.5, 0.5]
+
+
+def test_augment_rerun_skips_finished_sub_steps_and_reruns_only_what_changed(augment_run, capsys):
+    capsys.readouterr()
+    weights = augment_run / "N3" / "seed0" / "policy_real" / "checkpoints" / "step_4" / "model.safetensors"
+    before = weights.stat().st_mtime_ns
+    assert main(_augment_args(augment_run)) == 0
+    assert capsys.readouterr().out.count("skipped: inputs and config unchanged") == AUGMENT_STAGES
+    assert weights.stat().st_mtime_ns == before
+    # a new mixing ratio re-trains and re-evaluates the mixed policy only
+    assert main(_augment_args(augment_run, "synthetic.weight=0.25")) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("skipped: inputs and config unchanged") == AUGMENT_STAGES - 2
+    assert "train-policy mixed N3-s0" in printed and weights.stat().st_mtime_ns == before
+
+
+def test_augment_bad_input_is_one_clear_error_line(tmp_path, capsys):
+    assert "demos=[]" in _error(_augment_args(tmp_path / "a", "demos=[]"), capsys)
+    assert "overlap the real demos seeds" in _error(_augment_args(tmp_path / "b", "eval.seed=5"), capsys)
+    assert "synthetic.weight" in _error(_augment_args(tmp_path / "c", "synthetic.weight=1.0"), capsys)
+    assert not (tmp_path / "a").exists()
+
+
+# -- rank ---------------------------------------------------------------------------------------------------------
+
+def _rank_args(augment: Path, out: Path, *extra: str) -> list[str]:
+    models = augment / "N3" / "seed0"
+    return ["experiment", "rank", str(CONFIGS / "experiment" / "rank.yaml"), f"policy_run={models / 'policy_real'}",
+            f"checkpoints=[{models / 'policy_mixed'}]", "expert_noise=[0.0,0.03]",
+            f"imagination.wm={models / 'world_model'}", f"imagination.probe={models / 'probe'}", "env.image_size=16",
+            "episodes=2", "workers=0", "max_steps=4", "progress=false", f"out={out}", *extra]
+
+
+def test_rank_evaluates_every_agent_in_both_worlds_and_correlates(augment_run, tmp_path, capsys):
+    out = tmp_path / "rank"
+    assert main(_rank_args(augment_run, out)) == 0
+    columns, rows = _read_csv(out / "rank.csv")
+    assert columns == list(RANK_COLUMNS)
+    assert [r["agent"] for r in rows] == ["policy_real/step_2", "policy_real/step_4", "policy_mixed/step_4",
+                                          "expert noise=0", "expert noise=0.03"]
+    assert [r["kind"] for r in rows] == ["checkpoint"] * 3 + ["expert"] * 2
+    for row in rows:
+        sim, imagined = (json.loads(Path(row[f"{w}_eval"]).read_text()) for w in ("sim", "imagined"))
+        assert sim["info"]["env"] == "pybullet" and imagined["info"]["env"] == "world_model"
+        assert [e["seed"] for e in sim["per_episode"]] == [e["seed"] for e in imagined["per_episode"]] == [1000, 1001]
+    report = json.loads((out / "rank.json").read_text())
+    expected = correlation([{k: float(r[k]) for k in ("sim_success", "imagined_success")} for r in rows])
+    assert report["agents"] == 5 and report["pearson"] == expected["pearson"]
+    assert report["spearman"] == expected["spearman"]
+    assert (out / "rank_scatter.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    capsys.readouterr()
+    assert main(_rank_args(augment_run, out)) == 0
+    assert capsys.readouterr().out.count("skipped: inputs and config unchanged") == 10
+
+
+def test_rank_without_its_models_or_agents_is_one_clear_error_line(augment_run, tmp_path, capsys):
+    message = _error(["experiment", "rank", "expert_noise=[0.0,0.01]", f"out={tmp_path}"], capsys)
+    assert "imagination.wm=<world-model run> and imagination.probe=<probe run>" in message
+    models = augment_run / "N3" / "seed0"
+    message = _error(["experiment", "rank", "expert_noise=[0.0]", f"imagination.wm={models / 'world_model'}",
+                      f"imagination.probe={models / 'probe'}", f"out={tmp_path / 'r'}"], capsys)
+    assert "at least 2 agents" in message
+    assert "noise" in _error(["experiment", "rank", "expert_noise=[0.5]", "imagination.wm=a", "imagination.probe=b"],
+                             capsys)
