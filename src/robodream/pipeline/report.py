@@ -141,7 +141,7 @@ def _training_data(checkpoint: Path) -> str:
 
 def _comparison_table(rows: list[dict]) -> Table:
     """One line per policy, one column per environment: real-only vs augmented, sim vs imagination at a glance."""
-    envs = list(dict.fromkeys(r["env"] for r in rows))
+    envs = sorted(dict.fromkeys(r["env"] for r in rows), key=lambda env: env != "sim")  # sim first, the reference
     lines: dict[tuple[str, str, str], dict[str, str]] = {}
     for r in rows:
         lines.setdefault((r["policy"], r["data"], r["task"]), {})[r["env"]] = f"{r['pc_success']:.0f}%"
