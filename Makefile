@@ -13,7 +13,7 @@ PIP    := $(BIN)/python -m pip
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet torch==2.13.0
-	$(PIP) install --quiet -e '.[dev,ros,lerobot]'
+	$(PIP) install --quiet -e '.[dev,ros,lerobot,ray]'
 	@touch $(STAMP)
 
 install: $(STAMP)
