@@ -164,6 +164,18 @@ class EpisodeWriter:
         repair_store(location, storage_options)
         return cls(layout.open_group(location, read_only=False, storage_options=storage_options), location)
 
+    @classmethod
+    def open_matching(cls, location: str | os.PathLike, features: dict[str, Feature], recorder: str,
+                      fix: str) -> EpisodeWriter:
+        """`open` a store to add episodes recorded with `features`, refusing one that records other features
+        (`recorder` names what records them, `fix` what to do instead, in the one-line error)."""
+        writer = cls.open(location)
+        stored = {k: v for k, v in writer.features.items() if k != layout.TIMESTAMP}
+        if stored != features:
+            raise RobodreamError(f"cannot add to {location}: it holds {sorted(stored)} with other shapes or names "
+                                 f"than {recorder} records; {fix}")
+        return writer
+
     @property
     def attrs(self) -> dict[str, Any]:
         return self.group.attrs.asdict()

@@ -205,12 +205,7 @@ def _open_store(cfg: DeployConfig, env):
 
     features = {**env.features, "reward": {"dtype": "float32", "shape": [], "names": None}}
     if layout.store_exists(cfg.store):
-        writer = EpisodeWriter.open(cfg.store)
-        stored = {k: v for k, v in writer.features.items() if k != layout.TIMESTAMP}
-        if stored != features:
-            raise RobodreamError(f"cannot append to {cfg.store}: it holds {sorted(stored)} with other shapes or "
-                                 f"names than robot {cfg.robot.name} records; use another store=")
-        return writer
+        return EpisodeWriter.open_matching(cfg.store, features, f"robot {cfg.robot.name}", "use another store=")
     return create_store(cfg.store, fps=env.fps, features=features, robot_type=env.robot_type, task=cfg.task,
                         cameras=env.cameras, extra_attrs={"deploy": {"robot": cfg.robot.name}})
 

@@ -200,12 +200,7 @@ class Recorder:
         cfg, arm = self.cfg, self.arm
         features = {**arm.observation_features, **arm.action_features}
         if cfg.resume and layout.store_exists(cfg.out):
-            writer = EpisodeWriter.open(cfg.out)
-            stored = {k: v for k, v in writer.features.items() if k != layout.TIMESTAMP}
-            if stored != features:
-                raise RobodreamError(f"cannot add to {cfg.out}: it holds {sorted(stored)} with other shapes or "
-                                     f"names than robot {cfg.robot.name} records; use another out=")
-            return writer
+            return EpisodeWriter.open_matching(cfg.out, features, f"robot {cfg.robot.name}", "use another out=")
         cameras = {n: {"width": cfg.robot.image_size, "height": cfg.robot.image_size, "topic": c.topic}
                    for n, c in cfg.robot.cameras.items()}
         return create_store(cfg.out, fps=cfg.robot.fps, features=features, robot_type=cfg.robot.name, task=cfg.task,

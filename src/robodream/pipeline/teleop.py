@@ -92,12 +92,8 @@ def _open_store(cfg: TeleopConfig, env):
 
     features = {**env.features, "reward": {"dtype": "float32", "shape": [], "names": None}}
     if cfg.resume and layout.store_exists(cfg.out):
-        writer = EpisodeWriter.open(cfg.out)
-        stored = {k: v for k, v in writer.features.items() if k != layout.TIMESTAMP}
-        if stored != features:
-            raise RobodreamError(f"cannot add to {cfg.out}: it holds {sorted(stored)} with other shapes or names than "
-                                 f"task {cfg.env.task} at image_size {cfg.env.image_size} records; use another out=")
-        return writer, False
+        recorder = f"task {cfg.env.task} at image_size {cfg.env.image_size}"
+        return EpisodeWriter.open_matching(cfg.out, features, recorder, "use another out="), False
     writer = create_store(cfg.out, fps=env.fps, features=features, robot_type=env.robot_type, task=cfg.env.task,
                           cameras=env.cameras, overwrite=cfg.overwrite,
                           extra_attrs={"teleop": {"env": to_dict(cfg.env), "device": cfg.device}})
