@@ -24,4 +24,5 @@ def tiny_pipeline_args(out: Path, *extra: str) -> list[str]:
             # An untrained probe calls nothing a success, so the tiny run keeps every rollout.
             "generate.rollouts=2", "generate.horizon=2", "generate.batch_size=2", "generate.filter.success_only=false",
             "generate.progress=false", "generate.accelerator=cpu",
-            "imagination.workers=0", "imagination.max_steps=3", *extra]
+            "imagination.workers=0", "imagination.max_steps=3",
+            "rank.expert_noise=[0.0]", "rank.workers=0", "rank.max_steps=3", *extra]

@@ -23,7 +23,7 @@ STAGE_PREFIXES = {"collect push_cube": "collect-push_cube", "collect pick_place"
                   "eval step": "eval-policy", "train-probe": "train-probe", "generate": "generate",
                   "train-policy augmented": "train-policy-augmented", "eval augmented": "eval-policy-augmented",
                   "eval in imagination step": "eval-imagined",
-                  "eval in imagination augmented": "eval-imagined-augmented", "report": "report"}
+                  "eval in imagination augmented": "eval-imagined-augmented", "rank": "rank", "report": "report"}
 
 
 def _ran(out: str) -> list[str]:
@@ -45,7 +45,7 @@ def test_tiny_pipeline_runs_and_a_second_run_skips_every_stage(tmp_path, capsys)
     args = tiny_pipeline_args(run)
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "[1/14] collect push_cube" in out and "[14/14] report" in out
+    assert "[1/15] collect push_cube" in out and "[15/15] report" in out
     for store in ("push_cube", "pick_place"):
         path = run / "data" / f"{store}.zarr"
         assert EpisodeStore.open(path).num_episodes == 2
@@ -70,8 +70,15 @@ def test_tiny_pipeline_runs_and_a_second_run_skips_every_stage(tmp_path, capsys)
     for trained in (policy, augmented):
         imagined = json.loads((trained / "eval" / "step_4_push_cube_imagined_seed1000" / "eval_info.json").read_text())
         assert imagined["info"]["env"] == "world_model" and imagined["info"]["seeds"] == [1000, 1000]
-    # The report compares real-only with augmented, in sim and in imagination.
+    # The rank stage: both checkpoints of the real-only run, the augmented policy and the expert, in both worlds.
+    rank = json.loads((run / "rank" / "rank.json").read_text())
+    assert [r["agent"] for r in rank["rows"]] == ["policy/step_2", "policy/step_4", "policy_augmented/step_4",
+                                                 "expert noise=0"]
+    assert rank["agents"] == 4 and rank["seeds"] == [1000, 1000] and (run / "rank" / "rank_scatter.png").exists()
+    # The report compares real-only with augmented, in sim and in imagination, and shows the rank stage's agents.
     report = (run / "report" / "report.md").read_text()
+    assert "| expert noise=0 |" in report and "over 4 agents" in report and "rank_scatter.png" in report
+    assert "rank/expert_noise_0" not in report  # the rank stage's evaluations are summarised, not listed
     assert "success in sim" in report and "success in imagination" in report
     assert "real 50% + synthetic 50%" in report and "| policy/checkpoints/step_4 | real |" in report
     # Every stage's output directory holds its resolved config and its input hash.
@@ -84,7 +91,7 @@ def test_tiny_pipeline_runs_and_a_second_run_skips_every_stage(tmp_path, capsys)
 
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert out.count(SKIPPED) == 14 and _ran(out) == []
+    assert out.count(SKIPPED) == 15 and _ran(out) == []
     assert "ETA" in out  # the durations of the first run are known now
 
     # A changed world-model config re-runs train-wm and everything downstream of it, nothing upstream (the
@@ -93,16 +100,16 @@ def test_tiny_pipeline_runs_and_a_second_run_skips_every_stage(tmp_path, capsys)
     assert main(tiny_pipeline_args(run, *changed)) == 0
     assert _ran(capsys.readouterr().out) == ["train-wm", "eval-wm", "generate", "train-policy-augmented",
                                              "eval-policy-augmented", "eval-imagined", "eval-imagined-augmented",
-                                             "report"]
+                                             "rank", "report"]
     # A changed generate config re-runs generate and what reads the synthetic store only.
     changed.append("generate.noise=0.2")
     assert main(tiny_pipeline_args(run, *changed)) == 0
     assert _ran(capsys.readouterr().out) == ["generate", "train-policy-augmented", "eval-policy-augmented",
-                                             "eval-imagined-augmented", "report"]
+                                             "eval-imagined-augmented", "rank", "report"]
     # A changed policy eval config re-runs only the evaluations on those seeds (and the report).
     assert main(tiny_pipeline_args(run, *changed, "policy.eval.seed=2000")) == 0
     assert _ran(capsys.readouterr().out) == ["eval-policy", "eval-policy-augmented", "eval-imagined",
-                                             "eval-imagined-augmented", "report"]
+                                             "eval-imagined-augmented", "rank", "report"]
 
 
 @pytest.mark.parametrize("path", sorted((CONFIGS / "pipeline").glob("*.yaml")), ids=lambda p: p.name)

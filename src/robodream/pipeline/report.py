@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 
 from robodream.errors import RobodreamError
+from robodream.pipeline.experiments.stats import spearman
 from robodream.pipeline.report_render import Image, Pre, Section, Table, Text, render_html, render_markdown
 
 MAX_EMBED_BYTES = 8 << 20  # larger GIFs are linked by path rather than inlined, to keep the page loadable
@@ -102,7 +103,10 @@ def _dream_section(files: list[Path], run_dir: Path) -> Section:
 
 def _eval_rows(files: list[Path], run_dir: Path) -> list[dict]:
     rows = []
+    rank_dirs = [f.parent for f in files if f.name == "rank.json"]
     for path in (f for f in files if f.name == "eval_info.json"):
+        if any(path.is_relative_to(d) for d in rank_dirs):  # the rank stage's: summarised in its own section
+            continue
         record = json.loads(path.read_text())
         info, agg = record.get("info", {}), record.get("aggregated", {})
         policy = str(info.get("policy", "?"))
@@ -178,24 +182,6 @@ def _success_chart(rows: list[dict], path: Path) -> Path:
     return path
 
 
-def _spearman(x: list[float], y: list[float]) -> float:
-    import numpy as np
-
-    def ranks(v):  # average ranks, so ties (common with few episodes) are handled like scipy.stats.rankdata
-        v = np.asarray(v, dtype=float)
-        order = np.argsort(v, kind="stable")
-        r = np.empty(len(v))
-        r[order] = np.arange(len(v), dtype=float)
-        for value in np.unique(v):
-            r[v == value] = r[v == value].mean()
-        return r
-
-    rx, ry = ranks(x), ranks(y)
-    if rx.std() == 0 or ry.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(rx, ry)[0, 1])
-
-
 def _policy_section(files: list[Path], run_dir: Path, out: Path) -> list[Section]:
     section = Section("Policy success")
     rows = _eval_rows(files, run_dir)
@@ -216,15 +202,39 @@ def _policy_section(files: list[Path], run_dir: Path, out: Path) -> list[Section
     for r in rows:
         pairs.setdefault((r["policy"], r["task"]), {})[r["env"]] = r["pc_success"]
     both = [(p["sim"], p["imagination"]) for p in pairs.values() if {"sim", "imagination"} <= p.keys()]
+    ranking = _ranking_section(files, run_dir, both, out)
+    return [section, ranking]
+
+
+def _ranking_section(files: list[Path], run_dir: Path, both: list[tuple[float, float]], out: Path) -> Section:
+    """The rank stage's results (rank.json) when the run has them, else the policies evaluated in both worlds."""
     ranking = Section("Sim vs imagination ranking")
-    if len(both) < 3:
+    found = [f for f in files if f.name == "rank.json"]
+    if found:
+        record = json.loads(found[0].read_text())
+        ranking.blocks.append(Text(f"Every agent evaluated on the same {record['episodes']} seeds "
+                                   f"({record['seeds'][0]}..{record['seeds'][1]}) in PyBullet and in imagination: "
+                                   f"Spearman {_signed(record['spearman'])}, Pearson {_signed(record['pearson'])} over "
+                                   f"{record['agents']} agents ({_rel(found[0], run_dir)})."))
+        ranking.blocks.append(Table(["agent", "sim success", "imagined success"],
+                                    [[r["agent"], f"{r['sim_success']:.0f}%", f"{r['imagined_success']:.0f}%"]
+                                     for r in record["rows"]]))
+        plot = found[0].parent / "rank_scatter.png"
+        if plot.exists():
+            ranking.blocks.append(Image(plot, "imagined vs simulated success per agent"))
+    elif len(both) < 3:
         ranking.blocks.append(Text(f"A rank correlation needs at least 3 policies evaluated both in sim and in "
-                                   f"imagination; this run has {len(both)}."))
+                                   f"imagination; this run has {len(both)} (enable the pipeline's rank stage)."))
     else:
         ranking.blocks.append(Image(_scatter(both, out / "rank_scatter.png"), "imagined vs simulated success"))
+        rho = spearman(*map(list, zip(*both, strict=True)))
         ranking.blocks.append(Text(f"Spearman rank correlation over {len(both)} policies: "
-                                   f"{_spearman(*map(list, zip(*both, strict=True))):.2f}"))
-    return [section, ranking]
+                                   f"{_signed(rho)}"))
+    return ranking
+
+
+def _signed(value: float | None) -> str:
+    return "undefined" if value is None else f"{value:+.2f}"
 
 
 def _scatter(pairs: list[tuple[float, float]], path: Path) -> Path:

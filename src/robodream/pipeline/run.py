@@ -2,8 +2,9 @@
 
 Stages: collect (one store per listed task) -> viz -> train-wm -> dream + eval-wm (world_model_stage.py, when
 `world_model.enabled`) -> train-policy -> eval (policy_stage.py, when `policy.enabled`) -> train-probe ->
-generate -> train-policy augmented -> eval augmented -> eval in imagination of both policies (synthetic_stage.py,
-each when its section's `enabled`) -> report (report.py).
+generate -> train-policy augmented -> eval augmented -> eval in imagination of both policies (synthetic_stage.py)
+-> rank: sim vs imagined success of the checkpoints and a noisy expert (rank_stage.py), each when its section's
+`enabled` -> report (report.py).
 Each stage is a `Stage` (stages.py) whose output directory records its resolved config and the hash of its
 inputs, so re-running a pipeline skips every stage whose config and upstream outputs are unchanged and re-runs
 the ones downstream of a change. `<out>/run.json` lists the stages and the command, for `robodream report`.
@@ -21,6 +22,7 @@ from robodream.errors import RobodreamError
 from robodream.pipeline.collect import CollectConfig, collect
 from robodream.pipeline.config import save_config, to_dict
 from robodream.pipeline.policy_stage import PolicyStageConfig, policy_stages, stage_dir
+from robodream.pipeline.rank_stage import RankStageConfig
 from robodream.pipeline.stages import Previous, Stage, StageResult, run_stages
 from robodream.pipeline.synthetic_stage import (
     AugmentedPolicyStageConfig,
@@ -61,6 +63,7 @@ class PipelineConfig:
     generate: GenerateStageConfig = field(default_factory=GenerateStageConfig)
     augmented: AugmentedPolicyStageConfig = field(default_factory=AugmentedPolicyStageConfig)
     imagination: ImaginationEvalStageConfig = field(default_factory=ImaginationEvalStageConfig)
+    rank: RankStageConfig = field(default_factory=RankStageConfig)
     report: ReportStageConfig = field(default_factory=ReportStageConfig)
 
     def __post_init__(self) -> None:
@@ -149,7 +152,7 @@ def plan(cfg: PipelineConfig, command: str) -> list[Stage]:
     if cfg.policy.enabled:
         stages += policy_stages(cfg.policy, envs, run_dir)
     world_model = (cfg.world_model.task, stage_dir(cfg.world_model.out, run_dir)) if cfg.world_model.enabled else None
-    sections = SyntheticSections(cfg.probe, cfg.generate, cfg.augmented, cfg.imagination)
+    sections = SyntheticSections(cfg.probe, cfg.generate, cfg.augmented, cfg.imagination, cfg.rank)
     stages += synthetic_stages(sections, world_model, cfg.policy if cfg.policy.enabled else None, envs, run_dir)
     if cfg.report.enabled:
         stages.append(_report_stage(cfg.report, list(stages), run_dir, command))

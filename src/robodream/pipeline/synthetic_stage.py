@@ -22,6 +22,7 @@ from robodream.errors import RobodreamError
 from robodream.pipeline.config import save_config, to_dict
 from robodream.pipeline.generate import GenerateConfig, GenerateFilterConfig
 from robodream.pipeline.policy_stage import PolicyStageConfig, final_checkpoint, stage_dir, train_and_eval_stages
+from robodream.pipeline.rank_stage import RankStageConfig, rank_stage
 from robodream.pipeline.stages import Previous, Stage, StageResult
 from robodream.robots.sim.env import EnvConfig
 from robodream.trainer import TrainerConfig
@@ -99,6 +100,7 @@ class SyntheticSections:
     generate: GenerateStageConfig
     augmented: AugmentedPolicyStageConfig
     imagination: ImaginationEvalStageConfig
+    rank: RankStageConfig = field(default_factory=RankStageConfig)
 
 
 def _require(flag: bool, stage: str, needs: str) -> None:
@@ -110,18 +112,20 @@ def synthetic_stages(s: SyntheticSections, world_model: tuple[str, Path] | None,
                      stores: dict[str, tuple[str, EnvConfig]], run_dir: Path) -> list[Stage]:
     """The enabled stages, in order. `world_model` is (task, world-model run dir) when train-wm is part of the
     pipeline, `policy` the real-only policy section when it is; `stores` maps task -> (store, env)."""
-    wanted = [s.probe.enabled, s.generate.enabled, s.augmented.enabled, s.imagination.enabled]
+    wanted = [s.probe.enabled, s.generate.enabled, s.augmented.enabled, s.imagination.enabled, s.rank.enabled]
     if not any(wanted):
         return []
-    _require(world_model is not None, "probe/generate/augmented/imagination", "world_model (train-wm)")
+    _require(world_model is not None, "probe/generate/augmented/imagination/rank", "world_model (train-wm)")
     task, wm_dir = world_model
     store, env = stores[task]
-    if (s.generate.enabled or s.imagination.enabled) and not s.probe.enabled:
-        _require(False, "generate" if s.generate.enabled else "imagination", "probe (train-probe)")
+    for name in ("generate", "imagination", "rank"):
+        if getattr(s, name).enabled:
+            _require(s.probe.enabled, name, "probe (train-probe)")
     if s.augmented.enabled:
         _require(s.generate.enabled, "augmented", "generate (the synthetic store)")
-    if s.augmented.enabled or s.imagination.enabled or s.generate.source == "policy":
-        _require(policy is not None, "augmented/imagination/generate.source=policy", "policy (the real-only policy)")
+    if s.augmented.enabled or s.imagination.enabled or s.rank.enabled or s.generate.source == "policy":
+        _require(policy is not None, "augmented/imagination/rank/generate.source=policy",
+                 "policy (the real-only policy)")
         if policy.task != task:
             raise RobodreamError(f"policy.task={policy.task!r} but the world model learns {task!r}: synthetic data "
                                  "and imagination come from the world model, so train both on the same task")
@@ -141,6 +145,12 @@ def synthetic_stages(s: SyntheticSections, world_model: tuple[str, Path] | None,
     if s.imagination.enabled:
         stages += [_imagination_stage(s.imagination, cfg, out, variant, env, wm_dir, probe_dir)
                    for cfg, out, variant in policies]
+    if s.rank.enabled:
+        # Same probe threshold and sampler as the imagination stage, so the two agree on what success is.
+        imagination = {"wm": str(wm_dir / "model"), "probe": str(probe_dir / "model"),
+                       "success_threshold": s.imagination.success_threshold,
+                       "num_sampling_steps": s.imagination.num_sampling_steps}
+        stages.append(rank_stage(s.rank, policy, [out for _, out, _ in policies], env, imagination, run_dir))
     return stages
 
 

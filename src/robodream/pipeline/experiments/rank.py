@@ -173,12 +173,13 @@ def plot_scatter(rows: list[dict[str, Any]], stats: dict[str, Any], path: Path) 
     return path
 
 
-def run_rank(cfg: RankConfig) -> dict[str, Path]:
-    """Evaluate every agent in both worlds (skipping unchanged evaluations), then correlate; returns the files."""
+def run_rank(cfg: RankConfig, indent: str = "") -> dict[str, Path]:
+    """Evaluate every agent in both worlds (skipping unchanged evaluations), then correlate; returns the files.
+    `indent` prefixes the progress lines (a pipeline's rank stage nests them under its own)."""
     root = Path(cfg.out)
     found, stages = plan(cfg)
     save_config(cfg, root / "config.yaml")
-    run_stages(stages, lambda line: print(line, flush=True))
+    run_stages(stages, lambda line: print(indent + line, flush=True))
     rows = []
     for agent in found:
         infos = {w: json.loads((root / agent.slug / w / "eval_info.json").read_text()) for w in WORLDS}
@@ -192,9 +193,9 @@ def run_rank(cfg: RankConfig) -> dict[str, Path]:
                                          "probe": cfg.imagination.probe, "rows": rows}, indent=2))
     files["plot"] = plot_scatter(rows, stats, root / "rank_scatter.png")
     width = max(len(r["agent"]) for r in rows)
-    print(f"\n{'agent':<{width}} {'sim':>6} {'imagined':>9}")
-    for r in rows:
-        print(f"{r['agent']:<{width}} {r['sim_success']:>5.1f}% {r['imagined_success']:>8.1f}%")
-    print(f"Pearson {_fmt(stats['pearson'])}, Spearman {_fmt(stats['spearman'])} over {stats['agents']} agents\n"
-          f"table   {files['csv']}, {files['json']}\nplot    {files['plot']}")
+    lines = [f"{'agent':<{width}} {'sim':>6} {'imagined':>9}"]
+    lines += [f"{r['agent']:<{width}} {r['sim_success']:>5.1f}% {r['imagined_success']:>8.1f}%" for r in rows]
+    lines += [f"Pearson {_fmt(stats['pearson'])}, Spearman {_fmt(stats['spearman'])} over {stats['agents']} agents",
+              f"table   {files['csv']}, {files['json']}", f"plot    {files['plot']}"]
+    print("\n" + "\n".join(indent + line for line in lines), flush=True)
     return files
