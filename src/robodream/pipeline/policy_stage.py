@@ -47,6 +47,12 @@ def final_checkpoint(cfg: PolicyStageConfig, out: Path) -> Path:
     return out / "checkpoints" / f"step_{cfg.trainer.max_steps}"
 
 
+def kept_checkpoints(cfg: PolicyStageConfig, out: Path) -> list[Path]:
+    """Every checkpoint a train-policy run with this config keeps: each checkpoint_every steps, and the last."""
+    every, last = cfg.trainer.checkpoint_every, cfg.trainer.max_steps
+    return [out / "checkpoints" / f"step_{step}" for step in sorted({*range(every, last + 1, every), last})]
+
+
 def stage_dir(path: str, run_dir: Path) -> Path:
     """A stage's `out` key: relative paths live under the pipeline's out, absolute ones stay where they are."""
     return Path(path) if Path(path).is_absolute() else run_dir / path

@@ -15,7 +15,9 @@ from pathlib import Path
 
 from robodream.errors import RobodreamError
 from robodream.pipeline.config import to_dict
-from robodream.pipeline.policy_stage import PolicyStageConfig, final_checkpoint
+from robodream.pipeline.experiments.stats import format_correlation
+from robodream.pipeline.imagination import ImaginationConfig
+from robodream.pipeline.policy_stage import PolicyStageConfig, final_checkpoint, kept_checkpoints, stage_dir
 from robodream.pipeline.stages import Previous, Stage, StageResult
 from robodream.robots.sim.env import EnvConfig
 
@@ -36,40 +38,31 @@ class RankStageConfig:
             raise RobodreamError(f"rank.episodes must be >= 1 (or null for policy.eval.episodes), got {self.episodes}")
 
 
-def policy_checkpoints(policy: PolicyStageConfig, run: Path) -> list[Path]:
-    """The kept checkpoints a train-policy run with this config writes: every checkpoint_every steps and the last."""
-    every, last = policy.trainer.checkpoint_every, policy.trainer.max_steps
-    steps = sorted({*range(every, last + 1, every), last})
-    return [run / "checkpoints" / f"step_{step}" for step in steps]
-
-
 def rank_stage(cfg: RankStageConfig, policy: PolicyStageConfig, policy_runs: list[Path], env: EnvConfig,
-               imagination: dict, run_dir: Path) -> Stage:
+               imagination: ImaginationConfig, run_dir: Path) -> Stage:
     """One stage running experiment rank. `policy_runs`: the real-only run first (all its checkpoints become
-    agents), then other runs (their final checkpoint); `imagination`: ImaginationConfig fields (wm, probe, ...)."""
+    agents), then other runs (their final checkpoint); `imagination`: the world model and probe to imagine with."""
     from robodream.pipeline.experiments.rank import RankConfig, run_rank
-    from robodream.pipeline.imagination import ImaginationConfig
 
-    out = Path(cfg.out) if Path(cfg.out).is_absolute() else run_dir / cfg.out
-    checkpoints = policy_checkpoints(policy, policy_runs[0]) + [final_checkpoint(policy, r) for r in policy_runs[1:]]
+    out = stage_dir(cfg.out, run_dir)
+    checkpoints = kept_checkpoints(policy, policy_runs[0]) + [final_checkpoint(policy, r) for r in policy_runs[1:]]
     episodes = cfg.episodes or policy.eval.episodes
     rank_cfg = RankConfig(out=str(out), checkpoints=[str(c) for c in checkpoints], expert_noise=list(cfg.expert_noise),
-                          env=env, imagination=ImaginationConfig(**imagination), episodes=episodes,
-                          seed=policy.eval.seed, workers=cfg.workers, max_steps=cfg.max_steps, videos=0)
+                          env=env, imagination=imagination, episodes=episodes, seed=policy.eval.seed,
+                          workers=cfg.workers, max_steps=cfg.max_steps, videos=0)
 
     def run(previous: Previous) -> StageResult:
         import json
 
         files = run_rank(rank_cfg, indent="      ")  # nested under this stage's line, like its other output
         stats = json.loads(files["json"].read_text())
-        rho = "undefined" if stats["spearman"] is None else f"{stats['spearman']:+.2f}"
-        return StageResult(f"Spearman {rho} over {stats['agents']} agents",
+        return StageResult(f"Spearman {format_correlation(stats['spearman'], 2)} over {stats['agents']} agents",
                            [("rank", str(files["json"])), ("rank", str(files["plot"]))])
 
     config = {**{k: v for k, v in to_dict(cfg).items() if k not in ("enabled", "workers", "out")},
               "episodes": episodes, "seed": policy.eval.seed, "task": policy.task, "env": to_dict(env),
-              **{k: v for k, v in imagination.items() if k not in ("wm", "probe", "threads")}}
+              **{k: v for k, v in to_dict(imagination).items() if k not in ("wm", "probe", "threads")}}
     inputs = {f"policy {i}": str(c) for i, c in enumerate(checkpoints)}
-    inputs |= {"world_model": imagination["wm"], "probe": imagination["probe"]}
+    inputs |= {"world_model": imagination.wm, "probe": imagination.probe}
     return Stage(f"rank: {len(checkpoints)} checkpoints + expert at {len(cfg.expert_noise)} noise levels, sim vs "
                  f"imagination, {episodes} episodes each -> {out}", "rank", out, config, run, inputs=inputs)

@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 
 from robodream.errors import RobodreamError
-from robodream.pipeline.experiments.stats import spearman
+from robodream.pipeline.experiments.stats import format_correlation, spearman
 from robodream.pipeline.report_render import Image, Pre, Section, Table, Text, render_html, render_markdown
 
 MAX_EMBED_BYTES = 8 << 20  # larger GIFs are linked by path rather than inlined, to keep the page loadable
@@ -212,10 +212,11 @@ def _ranking_section(files: list[Path], run_dir: Path, both: list[tuple[float, f
     found = [f for f in files if f.name == "rank.json"]
     if found:
         record = json.loads(found[0].read_text())
+        rho, r = (format_correlation(record[k], 2) for k in ("spearman", "pearson"))
         ranking.blocks.append(Text(f"Every agent evaluated on the same {record['episodes']} seeds "
                                    f"({record['seeds'][0]}..{record['seeds'][1]}) in PyBullet and in imagination: "
-                                   f"Spearman {_signed(record['spearman'])}, Pearson {_signed(record['pearson'])} over "
-                                   f"{record['agents']} agents ({_rel(found[0], run_dir)})."))
+                                   f"Spearman {rho}, Pearson {r} over {record['agents']} agents "
+                                   f"({_rel(found[0], run_dir)})."))
         ranking.blocks.append(Table(["agent", "sim success", "imagined success"],
                                     [[r["agent"], f"{r['sim_success']:.0f}%", f"{r['imagined_success']:.0f}%"]
                                      for r in record["rows"]]))
@@ -229,12 +230,8 @@ def _ranking_section(files: list[Path], run_dir: Path, both: list[tuple[float, f
         ranking.blocks.append(Image(_scatter(both, out / "rank_scatter.png"), "imagined vs simulated success"))
         rho = spearman(*map(list, zip(*both, strict=True)))
         ranking.blocks.append(Text(f"Spearman rank correlation over {len(both)} policies: "
-                                   f"{_signed(rho)}"))
+                                   f"{format_correlation(rho, 2)}"))
     return ranking
-
-
-def _signed(value: float | None) -> str:
-    return "undefined" if value is None else f"{value:+.2f}"
 
 
 def _scatter(pairs: list[tuple[float, float]], path: Path) -> Path:

@@ -21,6 +21,7 @@ from pathlib import Path
 from robodream.errors import RobodreamError
 from robodream.pipeline.config import save_config, to_dict
 from robodream.pipeline.generate import GenerateConfig, GenerateFilterConfig
+from robodream.pipeline.imagination import ImaginationConfig
 from robodream.pipeline.policy_stage import PolicyStageConfig, final_checkpoint, stage_dir, train_and_eval_stages
 from robodream.pipeline.rank_stage import RankStageConfig, rank_stage
 from robodream.pipeline.stages import Previous, Stage, StageResult
@@ -146,11 +147,9 @@ def synthetic_stages(s: SyntheticSections, world_model: tuple[str, Path] | None,
         stages += [_imagination_stage(s.imagination, cfg, out, variant, env, wm_dir, probe_dir)
                    for cfg, out, variant in policies]
     if s.rank.enabled:
-        # Same probe threshold and sampler as the imagination stage, so the two agree on what success is.
-        imagination = {"wm": str(wm_dir / "model"), "probe": str(probe_dir / "model"),
-                       "success_threshold": s.imagination.success_threshold,
-                       "num_sampling_steps": s.imagination.num_sampling_steps}
-        stages.append(rank_stage(s.rank, policy, [out for _, out, _ in policies], env, imagination, run_dir))
+        # The imagination section's probe threshold and sampler, so both stages agree on what success is.
+        stages.append(rank_stage(s.rank, policy, [out for _, out, _ in policies], env,
+                                 _imagination(s.imagination, wm_dir, probe_dir), run_dir))
     return stages
 
 
@@ -217,16 +216,18 @@ def _generate_in_subprocess(cfg: GenerateConfig, folder: Path) -> list[str]:
             ("store", "rollouts", "probe", "time")]
 
 
+def _imagination(cfg: ImaginationEvalStageConfig, wm_dir: Path, probe_dir: Path) -> ImaginationConfig:
+    """The pipeline's world model and probe, with the imagination section's success threshold and sampler."""
+    return ImaginationConfig(wm=str(wm_dir / "model"), probe=str(probe_dir / "model"),
+                             success_threshold=cfg.success_threshold, num_sampling_steps=cfg.num_sampling_steps)
+
+
 def _imagination_stage(cfg: ImaginationEvalStageConfig, policy: PolicyStageConfig, out: Path, variant: str,
                        env: EnvConfig, wm_dir: Path, probe_dir: Path) -> Stage:
-    from robodream.pipeline.imagination import ImaginationConfig
-
     final = final_checkpoint(policy, out)
     episodes, seed = cfg.episodes or policy.eval.episodes, policy.eval.seed
     eval_out = out / "eval" / f"{final.name}_{policy.task}_imagined_seed{seed}"
-    imagination = ImaginationConfig(wm=str(wm_dir / "model"), probe=str(probe_dir / "model"),
-                                    success_threshold=cfg.success_threshold,
-                                    num_sampling_steps=cfg.num_sampling_steps)
+    imagination = _imagination(cfg, wm_dir, probe_dir)
 
     def run(previous: Previous) -> StageResult:
         from robodream.pipeline.evaluate import EvalConfig, run_evaluation

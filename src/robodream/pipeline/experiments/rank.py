@@ -25,7 +25,7 @@ from typing import Any
 
 from robodream.errors import RobodreamError
 from robodream.pipeline.config import save_config, to_dict
-from robodream.pipeline.experiments.stats import pearson, spearman
+from robodream.pipeline.experiments.stats import format_correlation, pearson, spearman
 from robodream.pipeline.experiments.tables import pyplot, write_csv
 from robodream.pipeline.imagination import ImaginationConfig
 from robodream.pipeline.stages import Previous, Stage, StageResult, run_stages
@@ -143,10 +143,6 @@ def correlation(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {"agents": len(rows), "pearson": pearson(sim, imagined), "spearman": spearman(sim, imagined)}
 
 
-def _fmt(value: float | None) -> str:
-    return "undefined" if value is None else f"{value:+.3f}"
-
-
 def plot_scatter(rows: list[dict[str, Any]], stats: dict[str, Any], path: Path) -> Path:
     """Sim vs imagined success, one labelled point per agent, and the y = x line of perfect agreement."""
     plt = pyplot()
@@ -163,7 +159,8 @@ def plot_scatter(rows: list[dict[str, Any]], stats: dict[str, Any], path: Path) 
     for xy, labels in points.items():
         ax.annotate("\n".join(labels), xy, textcoords="offset points", xytext=(4, -4), fontsize=7, va="top")
     ax.set(xlabel="success in PyBullet (%)", ylabel="success in imagination (%)", xlim=(-3, 103), ylim=(-3, 103),
-           title=f"Pearson {_fmt(stats['pearson'])}, Spearman {_fmt(stats['spearman'])} ({stats['agents']} agents)")
+           title=f"Pearson {format_correlation(stats['pearson'])}, Spearman {format_correlation(stats['spearman'])} "
+                 f"({stats['agents']} agents)")
     ax.set_aspect("equal")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
@@ -195,7 +192,8 @@ def run_rank(cfg: RankConfig, indent: str = "") -> dict[str, Path]:
     width = max(len(r["agent"]) for r in rows)
     lines = [f"{'agent':<{width}} {'sim':>6} {'imagined':>9}"]
     lines += [f"{r['agent']:<{width}} {r['sim_success']:>5.1f}% {r['imagined_success']:>8.1f}%" for r in rows]
-    lines += [f"Pearson {_fmt(stats['pearson'])}, Spearman {_fmt(stats['spearman'])} over {stats['agents']} agents",
+    lines += [f"Pearson {format_correlation(stats['pearson'])}, Spearman {format_correlation(stats['spearman'])} "
+              f"over {stats['agents']} agents",
               f"table   {files['csv']}, {files['json']}", f"plot    {files['plot']}"]
     print("\n" + "\n".join(indent + line for line in lines), flush=True)
     return files

@@ -52,3 +52,8 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
     if len(x) != len(y):
         raise ValueError(f"spearman needs two sequences of the same length, got {len(x)} and {len(y)}")
     return pearson(rankdata(x), rankdata(y)) if len(x) >= 2 else None
+
+
+def format_correlation(value: float | None, digits: int = 3) -> str:
+    """A signed correlation for tables and titles ("+0.632"), or "undefined" where it is None."""
+    return "undefined" if value is None else f"{value:+.{digits}f}"
