@@ -234,9 +234,13 @@ def test_record_ros_records_a_teleoperated_session_into_a_valid_store(graph, tmp
     teleop = Ros2Arm(build_config(RobotConfig, ["reset.mode=none"], [SIM_CONFIG]), node_name="teleop")
     teleop.connect()
     try:
-        for _ in range(10):  # hold for a second: DDS discovery between the teleop and the recorder completes
+        # Hold until the recorder hears both command topics (DDS discovery takes longer on a loaded machine);
+        # before that its actions would be the measured motion, not the commands.
+        deadline = time.monotonic() + 60
+        while "hearing the command topics" not in recorder.output and time.monotonic() < deadline:
             teleop.hold()
             time.sleep(0.1)
+        assert "hearing the command topics" in recorder.output, recorder.output
         recorder.send("\n")
         recorder.wait_for("recording episode 0")
         for k in range(24):  # 1.2 s towards +x, then 1.2 s towards +y with the gripper closed

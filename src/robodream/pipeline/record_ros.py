@@ -123,7 +123,12 @@ class Recorder:
         period = cfg.robot.period_s
         episode: list | None = [] if cfg.start == "now" else None
         failure, deadline = False, time.monotonic()
+        heard_commands = cfg.action != "command"
         while True:
+            if not heard_commands and self._commands_heard():
+                heard_commands = True
+                print("record-ros: hearing the command topics (actions come from the commands)",
+                      file=self.log, flush=True)
             for event in self._pop_events():
                 if event in ("toggle", "start") and episode is None:
                     episode, failure = [], False
@@ -158,6 +163,14 @@ class Recorder:
                     episode = None
             deadline = max(deadline + period, time.monotonic())
             time.sleep(max(0.0, deadline - time.monotonic()))
+
+    def _commands_heard(self) -> bool:
+        """Whether the arm command and (when the robot has one) the gripper command have arrived at least once.
+
+        Until then ``action=command`` falls back to the measured motion, so operators (and tests) wait for this
+        before starting an episode whose actions must be the commands."""
+        gripper_heard = self.cfg.robot.gripper.interface == "none" or self.arm.gripper_command.value is not None
+        return self.arm.command.value is not None and gripper_heard
 
     def _save(self, episode: list, failure: bool) -> None:
         if len(episode) < 2:
