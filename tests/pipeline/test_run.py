@@ -19,6 +19,7 @@ SKIPPED = "skipped: inputs and config unchanged"
 
 # The stages' progress names, by prefix; the longest prefix a line starts with names its stage.
 STAGE_PREFIXES = {"collect push_cube": "collect-push_cube", "collect pick_place": "collect-pick_place", "viz": "viz",
+                  "collect push_cube-play": "collect-push_cube-play", "merge push_cube": "merge-push_cube+play",
                   "train-wm": "train-wm", "dream + eval-wm": "eval-wm", "train-policy": "train-policy",
                   "eval step": "eval-policy", "train-probe": "train-probe", "generate": "generate",
                   "train-policy augmented": "train-policy-augmented", "eval augmented": "eval-policy-augmented",
@@ -45,7 +46,7 @@ def test_tiny_pipeline_runs_and_a_second_run_skips_every_stage(tmp_path, capsys)
     args = tiny_pipeline_args(run)
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "[1/15] collect push_cube" in out and "[15/15] report" in out
+    assert "[1/17] collect push_cube" in out and "[17/17] report" in out
     for store in ("push_cube", "pick_place"):
         path = run / "data" / f"{store}.zarr"
         assert EpisodeStore.open(path).num_episodes == 2
@@ -53,6 +54,11 @@ def test_tiny_pipeline_runs_and_a_second_run_skips_every_stage(tmp_path, capsys)
         assert (run / "viz" / f"{store}_ep0-1.gif").exists()
         assert str(path) in out
     assert (run / "config.yaml").exists() and (run / "run.json").exists()
+    # Play data (the expert with a decoy, failures kept) joins the demos for the world model and the probe only.
+    play = EpisodeStore.open(run / "data" / "push_cube_play.zarr")
+    assert play.num_episodes == 2 and EpisodeStore.open(run / "data" / "push_cube+play.zarr").num_episodes == 4
+    for stamp in (run / "world_model" / "train-wm.stage.json", run / "probe" / "train-probe.stage.json"):
+        assert json.loads(stamp.read_text())["inputs"]["store"]["path"].endswith("push_cube+play.zarr")
     world_model = run / "world_model"
     assert (world_model / "model" / "config.json").exists() and (world_model / "eval_wm" / "metrics.json").exists()
     assert len(list((world_model / "dream").glob("dream_ep*.gif"))) == 1
@@ -91,7 +97,7 @@ def test_tiny_pipeline_runs_and_a_second_run_skips_every_stage(tmp_path, capsys)
 
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert out.count(SKIPPED) == 15 and _ran(out) == []
+    assert out.count(SKIPPED) == 17 and _ran(out) == []
     assert "ETA" in out  # the durations of the first run are known now
 
     # A changed world-model config re-runs train-wm and everything downstream of it, nothing upstream (the
@@ -129,3 +135,17 @@ def test_collect_configs_parse(path):
 @pytest.mark.parametrize("path", sorted((CONFIGS / "task").glob("*.yaml")), ids=lambda p: p.name)
 def test_task_configs_parse(path):
     assert build_config(EnvConfig, [], [path]).task == path.stem
+
+
+def test_pipeline_section_mismatches_are_clear_errors():
+    from robodream.errors import RobodreamError
+
+    quickstart = [CONFIGS / "pipeline" / "quickstart.yaml"]
+    with pytest.raises(RobodreamError, match="play data is for the world model only"):
+        plan(build_config(PipelineConfig, ["world_model.enabled=false", "probe.enabled=false",
+                                           "generate.enabled=false", "augmented.enabled=false",
+                                           "imagination.enabled=false", "rank.enabled=false"], quickstart), "x")
+    with pytest.raises(RobodreamError, match="world_model.task='stack' but the pipeline collects only"):
+        plan(build_config(PipelineConfig, ["world_model.task=stack"], quickstart), "x")
+    with pytest.raises(RobodreamError, match="play.episodes must be >= 0"):
+        build_config(PipelineConfig, ["play.episodes=-1"], quickstart)

@@ -64,8 +64,31 @@ def test_clean_labels_record_the_expert_action_while_the_noisy_one_is_executed(m
         ExpertConfig(label="noisy")
 
 
+def test_a_decoy_expert_pushes_beside_the_cube_all_the_way_to_the_goal(make_sim_env):
+    """Play data for world models: with a decoy the arm makes the push to the goal but (mostly) misses the cube."""
+    env = make_sim_env("push_cube", image_size=16)
+    expert = make_expert("push_cube", ExpertConfig(decoy=0.08))
+    arm_to_goal, cube_to_goal, successes = [], [], 0
+    for seed in range(3):
+        expert.reset(seed)
+        result = record_episode(env, expert.act, seed)
+        env_state, state = result.data["observation.environment_state"], result.data["observation.state"]
+        goal = env_state[0, 7:9]
+        arm_to_goal.append(np.linalg.norm(state[:, :2] - goal, axis=1).min())
+        cube_to_goal.append(np.linalg.norm(env_state[-1, :2] - goal))
+        successes += result.success
+    assert successes == 0 and min(cube_to_goal) > 0.05  # the cube is not pushed onto the target ...
+    assert max(arm_to_goal) < 0.1  # ... although the pusher travels to it
+    expert.reset(7)
+    offset = expert.decoy_offset.copy()
+    expert.reset(7)
+    assert np.array_equal(offset, expert.decoy_offset) and np.abs(offset[:2]).max() > 0  # seeded, per episode
+
+
 def test_expert_bad_input():
     with pytest.raises(RobodreamError, match="no scripted expert for task 'stack'"):
         make_expert("stack", ExpertConfig())
     with pytest.raises(RobodreamError, match="noise"):
         ExpertConfig(noise=-1.0)
+    with pytest.raises(RobodreamError, match="decoy"):
+        ExpertConfig(decoy=0.5)

@@ -73,6 +73,29 @@ class CollectConfig:
 
 
 @dataclass
+class PlayDataConfig:
+    """Cheap play data for world models only: the expert with action noise and a decoy, failures kept.
+
+    Demos alone teach a world model that the cube always ends on the target; play episodes show pushes beside
+    the cube (the decoy) and wobbly ones (the noise), so imagination can tell a miss from a success.
+    0 episodes: none."""
+
+    episodes: int = 0
+    seed: int = 100_000  # clear of the demo seeds (0..) and the evaluation seeds (1000..)
+    noise: float = 0.03  # expert.noise (m): wider coverage of states and actions than the clean demos
+    decoy: float = 0.0  # expert.decoy (m): std of where the expert believes the cube is (pushes that miss)
+
+    def __post_init__(self) -> None:
+        if self.episodes < 0:
+            raise RobodreamError(f"play.episodes must be >= 0, got {self.episodes}")
+
+    def collect_config(self, demos: CollectConfig, out: str) -> CollectConfig:
+        """The collect config of the play store: the demos' env and expert, with this noise and decoy."""
+        return replace(demos, episodes=self.episodes, out=out, seed=self.seed, keep_failures=True, max_attempts=None,
+                       expert=replace(demos.expert, noise=self.noise, decoy=self.decoy, label="executed"))
+
+
+@dataclass
 class CollectSummary:
     store: str
     episodes_in_store: int

@@ -16,8 +16,10 @@ import argparse
 import sys
 import time
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from robodream.errors import RobodreamError
+from robodream.pipeline.stages import Previous, Stage, StageResult
 
 # zarr, tqdm and the store modules are imported inside the functions: the CLI imports this module to build its
 # parser.
@@ -152,3 +154,14 @@ def add_commands(sub) -> None:
                      help="stores (paths or fsspec URLs), YAML configs with a `stores:` list, and options: "
                           "out=..., overwrite=true, append=true, progress=false")
     cmd.set_defaults(handler=_cmd_merge)
+
+
+def merge_stage(stores: list[str], out: str, slug: str, out_dir: Path) -> Stage:
+    """A pipeline stage that merges `stores` into `out` (re-run when any input store changes)."""
+
+    def run(previous: Previous) -> StageResult:
+        summary = merge(MergeConfig(stores=stores, out=out, overwrite=True, progress=False))
+        return StageResult(f"{summary.episodes_in_store} episodes", [("store", out)])
+
+    return Stage(f"merge {' + '.join(Path(s).stem for s in stores)} -> {out}", slug, out_dir, {"out": Path(out).name},
+                 run, inputs={f"store {i}": s for i, s in enumerate(stores)})

@@ -1,6 +1,7 @@
 """`robodream run configs/pipeline/<name>.yaml`: the pipeline's stages in order, on one config.
 
-Stages: collect (one store per listed task) -> viz -> train-wm -> dream + eval-wm (world_model_stage.py, when
+Stages: collect (one store per listed task) -> viz -> [collect play + merge with the demos, when
+`play.episodes`: the world model's and the probe's data only] -> train-wm -> dream + eval-wm (world_model_stage.py, when
 `world_model.enabled`) -> train-policy -> eval (policy_stage.py, when `policy.enabled`) -> train-probe ->
 generate -> train-policy augmented -> eval augmented -> eval in imagination of both policies (synthetic_stage.py)
 -> rank: sim vs imagined success of the checkpoints and a noisy expert (rank_stage.py), each when its section's
@@ -19,8 +20,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from robodream.errors import RobodreamError
-from robodream.pipeline.collect import CollectConfig, collect
+from robodream.pipeline.collect import CollectConfig, PlayDataConfig, collect
 from robodream.pipeline.config import save_config, to_dict
+from robodream.pipeline.merge import merge_stage
 from robodream.pipeline.policy_stage import PolicyStageConfig, policy_stages, stage_dir
 from robodream.pipeline.rank_stage import RankStageConfig
 from robodream.pipeline.stages import Previous, Stage, StageResult, run_stages
@@ -57,6 +59,9 @@ class PipelineConfig:
     out: str = "runs/quickstart"  # every output of the run goes under this directory
     collect: list[CollectConfig] = field(default_factory=_default_collect)
     viz: VizStageConfig = field(default_factory=VizStageConfig)
+    #: play data for the world model (and the probe) only, recorded for `world_model.task` and merged with
+    #: its demos; the policies never see it
+    play: PlayDataConfig = field(default_factory=PlayDataConfig)
     world_model: WorldModelStageConfig = field(default_factory=WorldModelStageConfig)
     policy: PolicyStageConfig = field(default_factory=PolicyStageConfig)
     probe: ProbeStageConfig = field(default_factory=ProbeStageConfig)
@@ -75,7 +80,7 @@ class PipelineConfig:
 _COLLECT_RUNTIME_KEYS = ("workers", "executor", "ray", "resume", "overwrite")
 
 
-def _collect_stage(cfg: CollectConfig, run_dir: Path) -> Stage:
+def _collect_stage(cfg: CollectConfig, run_dir: Path, name: str | None = None) -> Stage:
     store = _store_path(cfg, run_dir)
     hashed = cfg  # with `out` as written in the pipeline config, so the hash does not depend on the run's location
     cfg = replace(cfg, out=store, resume=False, overwrite=False)
@@ -97,8 +102,9 @@ def _collect_stage(cfg: CollectConfig, run_dir: Path) -> Stage:
         note = f"{summary.new_episodes} new episodes, expert success {summary.success_rate:.0%}"
         return StageResult(note, [("stores", store)])
 
-    return Stage(f"collect {cfg.task}: {cfg.episodes} episodes, {cfg.workers} workers -> {store}",
-                 f"collect-{cfg.task}", run_dir / "data", hashed, run, ignore=_COLLECT_RUNTIME_KEYS)
+    name = name or cfg.task
+    return Stage(f"collect {name}: {cfg.episodes} episodes, {cfg.workers} workers -> {store}",
+                 f"collect-{name}", run_dir / "data", hashed, run, ignore=_COLLECT_RUNTIME_KEYS)
 
 
 def _store_path(cfg: CollectConfig, run_dir: Path) -> str:
@@ -139,19 +145,41 @@ def _report_stage(cfg: ReportStageConfig, earlier: list[Stage], run_dir: Path, c
     return Stage("report", "report", out, {"command": command, "out": cfg.out}, run, inputs=inputs)
 
 
+def _play_stages(cfg: PipelineConfig, run_dir: Path) -> tuple[list[Stage], str]:
+    """collect-play (the world model's task, failures kept) and merge it with the demos; returns the stages and
+    the merged store the world model and the probe train on."""
+    task = cfg.world_model.task
+    demos = next(c for c in cfg.collect if c.task == task)
+    play = cfg.play.collect_config(demos, f"data/{task}_play.zarr")
+    merged = str(run_dir / "data" / f"{task}+play.zarr")
+    return [_collect_stage(play, run_dir, name=f"{task}-play"),
+            merge_stage([_store_path(demos, run_dir), _store_path(play, run_dir)], merged, f"merge-{task}+play",
+                        run_dir / "data")], merged
+
+
 def plan(cfg: PipelineConfig, command: str) -> list[Stage]:
     """The pipeline's stages in order (nothing runs yet)."""
     run_dir = Path(cfg.out)
     stages = [_collect_stage(c, run_dir) for c in cfg.collect]
     store_paths = [_store_path(c, run_dir) for c in cfg.collect]
     stages.append(_viz_stage(cfg.viz, store_paths, run_dir))
+    stores = {c.task: path for c, path in zip(cfg.collect, store_paths, strict=True)}
+    world_model = None
     if cfg.world_model.enabled:
-        stores = {c.task: path for c, path in zip(cfg.collect, store_paths, strict=True)}
-        stages += world_model_stages(cfg.world_model, stores, run_dir)
+        task = cfg.world_model.task
+        if task not in stores:
+            raise RobodreamError(f"world_model.task={task!r} but the pipeline collects only {sorted(stores)}")
+        wm_stores = dict(stores)
+        if cfg.play.episodes:
+            play_stages, wm_stores[task] = _play_stages(cfg, run_dir)
+            stages += play_stages
+        stages += world_model_stages(cfg.world_model, wm_stores, run_dir)
+        world_model = (task, stage_dir(cfg.world_model.out, run_dir), wm_stores[task])
+    elif cfg.play.episodes:
+        raise RobodreamError("play.episodes > 0 but world_model.enabled=false: play data is for the world model only")
     envs = {c.task: (path, c.env) for c, path in zip(cfg.collect, store_paths, strict=True)}
     if cfg.policy.enabled:
         stages += policy_stages(cfg.policy, envs, run_dir)
-    world_model = (cfg.world_model.task, stage_dir(cfg.world_model.out, run_dir)) if cfg.world_model.enabled else None
     sections = SyntheticSections(cfg.probe, cfg.generate, cfg.augmented, cfg.imagination, cfg.rank)
     stages += synthetic_stages(sections, world_model, cfg.policy if cfg.policy.enabled else None, envs, run_dir)
     if cfg.report.enabled:

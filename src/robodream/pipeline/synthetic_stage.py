@@ -109,15 +109,18 @@ def _require(flag: bool, stage: str, needs: str) -> None:
         raise RobodreamError(f"{stage} is enabled but needs {needs}: enable it too, or set {stage}.enabled=false")
 
 
-def synthetic_stages(s: SyntheticSections, world_model: tuple[str, Path] | None, policy: PolicyStageConfig | None,
-                     stores: dict[str, tuple[str, EnvConfig]], run_dir: Path) -> list[Stage]:
-    """The enabled stages, in order. `world_model` is (task, world-model run dir) when train-wm is part of the
-    pipeline, `policy` the real-only policy section when it is; `stores` maps task -> (store, env)."""
+def synthetic_stages(s: SyntheticSections, world_model: tuple[str, Path, str] | None,
+                     policy: PolicyStageConfig | None, stores: dict[str, tuple[str, EnvConfig]],
+                     run_dir: Path) -> list[Stage]:
+    """The enabled stages, in order. `world_model` is (task, world-model run dir, the store it trained on) when
+    train-wm is part of the pipeline, `policy` the real-only policy section when it is; `stores` maps task ->
+    (demo store, env). The probe learns from the world model's store (it reads the model's frames, play data
+    included); generation starts from the demo store's episodes."""
     wanted = [s.probe.enabled, s.generate.enabled, s.augmented.enabled, s.imagination.enabled, s.rank.enabled]
     if not any(wanted):
         return []
     _require(world_model is not None, "probe/generate/augmented/imagination/rank", "world_model (train-wm)")
-    task, wm_dir = world_model
+    task, wm_dir, wm_store = world_model
     store, env = stores[task]
     for name in ("generate", "imagination", "rank"):
         if getattr(s, name).enabled:
@@ -132,7 +135,7 @@ def synthetic_stages(s: SyntheticSections, world_model: tuple[str, Path] | None,
                                  "and imagination come from the world model, so train both on the same task")
     probe_dir = stage_dir(s.probe.out, run_dir)
     synth = str(stage_dir(s.generate.out, run_dir))
-    stages = [_probe_stage(s.probe, task, store, probe_dir)] if s.probe.enabled else []
+    stages = [_probe_stage(s.probe, task, wm_store, probe_dir)] if s.probe.enabled else []
     if s.generate.enabled:
         acting = final_checkpoint(policy, stage_dir(policy.out, run_dir)) if s.generate.source == "policy" else None
         stages.append(_generate_stage(s.generate, store, wm_dir, probe_dir, acting, synth))

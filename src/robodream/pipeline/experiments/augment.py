@@ -24,9 +24,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from robodream.errors import RobodreamError
-from robodream.pipeline.collect import CollectConfig
+from robodream.pipeline.collect import CollectConfig, PlayDataConfig
 from robodream.pipeline.config import save_config, to_dict
 from robodream.pipeline.generate import SOURCES, GenerateFilterConfig
+from robodream.pipeline.merge import merge_stage
 from robodream.pipeline.stages import Previous, Stage, StageResult, fingerprint, run_stages
 from robodream.pipeline.train_policy import TrainerConfig as PolicyTrainerConfig
 from robodream.policies.configuration import PolicyConfig
@@ -44,15 +45,6 @@ class RealDataConfig:
     env: EnvConfig = field(default_factory=EnvConfig)
     expert: ExpertConfig = field(default_factory=ExpertConfig)
     workers: int = 2  # collection worker processes (0 = this process)
-
-
-@dataclass
-class PlayDataConfig:
-    """Cheap play data for the world model only: a noisy expert, failures kept (0 episodes: none)."""
-
-    episodes: int = 0
-    seed: int = 100_000  # clear of the demo seeds (0..) and the evaluation seeds (eval.seed..)
-    noise: float = 0.03  # expert.noise (m): wider coverage of states and actions than the clean demos
 
 
 @dataclass
@@ -172,17 +164,6 @@ def _collect_stage(cfg: CollectConfig, name: str, out_dir: Path, progress: bool)
                            [("store", str(cfg.out))])
 
     return Stage(f"collect {name}: {cfg.episodes} episodes -> {cfg.out}", f"collect-{name}", out_dir, hashed, run)
-
-
-def _merge_stage(stores: list[str], out: str, slug: str, out_dir: Path) -> Stage:
-    def run(previous: Previous) -> StageResult:
-        from robodream.pipeline.merge import MergeConfig, merge
-
-        summary = merge(MergeConfig(stores=stores, out=out, overwrite=True, progress=False))
-        return StageResult(f"{summary.episodes_in_store} episodes", [("store", out)])
-
-    return Stage(f"merge {' + '.join(Path(s).stem for s in stores)} -> {out}", slug, out_dir, {"out": Path(out).name},
-                 run, inputs={f"store {i}": s for i, s in enumerate(stores)})
 
 
 def _world_model_stages(cfg: AugmentConfig, data: str, seed: int, out: Path, tag: str) -> list[Stage]:
@@ -312,13 +293,11 @@ def plan(cfg: AugmentConfig) -> list[Stage]:
     wm_data = dict(real_stores)
     if cfg.play.episodes:
         play = str(data_dir / "play.zarr")
-        stages.append(_collect_stage(CollectConfig(episodes=cfg.play.episodes, workers=cfg.real.workers, out=play,
-                                                   seed=cfg.play.seed, keep_failures=True, env=cfg.real.env,
-                                                   expert=replace(cfg.real.expert, noise=cfg.play.noise)),
-                                     "play", data_dir, cfg.progress))
+        demos = CollectConfig(workers=cfg.real.workers, env=cfg.real.env, expert=cfg.real.expert)
+        stages.append(_collect_stage(cfg.play.collect_config(demos, play), "play", data_dir, cfg.progress))
         for n in cfg.demos:
             wm_data[n] = str(data_dir / f"real_N{n}+play.zarr")
-            stages.append(_merge_stage([real_stores[n], play], wm_data[n], f"merge-N{n}", data_dir))
+            stages.append(merge_stage([real_stores[n], play], wm_data[n], f"merge-N{n}", data_dir))
     for n in cfg.demos:
         for seed in cfg.seeds:
             tag, out = f"N{n}-s{seed}", root / f"N{n}" / f"seed{seed}"

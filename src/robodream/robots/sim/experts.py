@@ -36,10 +36,16 @@ class ExpertConfig:
 
     noise: float = 0.0  # std (m) of Gaussian noise added to the delta actions
     label: str = "executed"  # recorded action: executed (noisy, for world models) | clean (DART, for policies)
+    #: std (m) of a per-episode offset of where the expert believes the cube is (x, y). > 0 makes play data
+    #: for world models: the arm makes the task's motions beside the cube, near misses and clean misses, so a
+    #: model learns that the cube moves only when touched (demos alone teach "arm at the goal => cube there").
+    decoy: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.noise <= 0.05:
             raise RobodreamError(f"expert noise={self.noise}: choose a std in [0, 0.05] metres")
+        if not 0 <= self.decoy <= 0.2:
+            raise RobodreamError(f"expert decoy={self.decoy}: choose a std in [0, 0.2] metres")
         if self.label not in ("executed", "clean"):
             raise RobodreamError(f"expert.label={self.label!r}: choose executed or clean")
 
@@ -51,23 +57,31 @@ class Expert:
         self.cfg = cfg or ExpertConfig()
         self.rng = np.random.default_rng(0)
         self.clean_action: np.ndarray | None = None
+        self.decoy_offset = np.zeros(3)
 
     def reset(self, seed: int | None = None) -> None:
-        """Start a new episode; ``seed`` seeds the noise generator (pass the episode seed)."""
+        """Start a new episode; ``seed`` seeds the noise generator and the decoy offset (pass the episode seed)."""
         self.rng = np.random.default_rng(seed)
+        self.decoy_offset = np.zeros(3)
+        if self.cfg.decoy > 0:
+            self.decoy_offset[:2] = self.rng.normal(0.0, self.cfg.decoy, 2)
 
     def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         """The float32 action ``[dx, dy, dz, gripper]`` for this observation."""
         state = np.asarray(obs[STATE], dtype=np.float64)
         env = np.asarray(obs[ENV_STATE], dtype=np.float64)
         ee, opening = state[:3], float(state[3])
-        cube, goal = env[:3], env[7:10]
+        cube, goal = self._perceived_cube(env[:3]), env[7:10]
         desired, gripper = self._plan(ee, opening, cube, goal)
         delta = np.clip(desired - ee, -SPEED, SPEED)
         self.clean_action = np.array([*delta, gripper], dtype=np.float32)
         if self.cfg.noise > 0:
             delta = delta + self.rng.normal(0.0, self.cfg.noise, 3)
         return np.array([*delta, gripper], dtype=np.float32)
+
+    def _perceived_cube(self, cube: np.ndarray) -> np.ndarray:
+        """Where the expert believes the cube is: the real one, shifted by the episode's decoy offset."""
+        return cube + self.decoy_offset
 
     def _plan(self, ee: np.ndarray, opening: float, cube: np.ndarray, goal: np.ndarray) -> tuple[np.ndarray, float]:
         """Where the end effector should go next (absolute target) and the gripper command."""
@@ -88,7 +102,31 @@ class PushExpert(Expert):
     behind = 0.06  # ee distance behind the cube centre before pushing (half cube + finger + margin)
     push_speed = 0.015  # m per step (0.15 m/s): slow enough that the cube stays against the fingers
 
+    def reset(self, seed: int | None = None) -> None:
+        super().reset(seed)
+        self.phantom: np.ndarray | None = None
+
+    def _perceived_cube(self, cube: np.ndarray) -> np.ndarray:
+        # With a decoy the expert pushes a phantom cube (placed at the decoy offset) that slides ahead of the
+        # pusher as a real one would, so the arm makes the whole push, to the goal, beside the real cube.
+        if self.cfg.decoy == 0:
+            return cube
+        if getattr(self, "phantom", None) is None:
+            self.phantom = cube + self.decoy_offset
+        return self.phantom
+
     def _plan(self, ee, opening, cube, goal):
+        target, gripper = self._push_plan(ee, cube, goal)
+        if self.cfg.decoy > 0 and target[2] == self.push_z and float(np.linalg.norm(ee[:2] - cube[:2])) < 0.08:
+            to_goal = goal[:2] - cube[:2]
+            if float(np.linalg.norm(to_goal)) >= 0.01 and float((ee[:2] - cube[:2]) @ to_goal) < 0:
+                # the pusher is low and behind the phantom: the phantom moves with it, a cube-width ahead
+                u = to_goal / np.linalg.norm(to_goal)
+                ahead = target[:2] + self.behind * u
+                self.phantom[:2] = cube[:2] + max(0.0, float((ahead - cube[:2]) @ u)) * u
+        return target, gripper
+
+    def _push_plan(self, ee, cube, goal):
         to_goal = goal[:2] - cube[:2]
         dist = float(np.linalg.norm(to_goal))
         if dist < 0.01:  # done: hold still (the env terminates on success anyway)
