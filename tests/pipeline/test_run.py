@@ -142,7 +142,7 @@ def test_pipeline_section_mismatches_are_clear_errors():
 
     quickstart = [CONFIGS / "pipeline" / "quickstart.yaml"]
     with pytest.raises(RobodreamError, match="play data is for the world model only"):
-        plan(build_config(PipelineConfig, ["world_model.enabled=false", "probe.enabled=false",
+        plan(build_config(PipelineConfig, ["play.episodes=5", "world_model.enabled=false", "probe.enabled=false",
                                            "generate.enabled=false", "augmented.enabled=false",
                                            "imagination.enabled=false", "rank.enabled=false"], quickstart), "x")
     with pytest.raises(RobodreamError, match="world_model.task='stack' but the pipeline collects only"):
