@@ -12,7 +12,8 @@ def tiny_pipeline_args(out: Path, *extra: str) -> list[str]:
     return ["run", str(CONFIGS / "pipeline" / "quickstart.yaml"), f"out={out}",
             "collect=[{task: push_cube, episodes: 2, workers: 2, env: {image_size: 16}}, "
             "{task: pick_place, episodes: 2, workers: 0, env: {image_size: 16}}]",
-            "play.episodes=2", "viz.episodes=2", "viz.scale=2", "policy.trainer.max_steps=4", "policy.trainer.checkpoint_every=2",
+            "play.episodes=2", "viz.episodes=2", "viz.scale=2", "policy.trainer.max_steps=4",
+            "policy.trainer.checkpoint_every=2",
             "policy.trainer.batch_size=8", "policy.trainer.progress=false", "policy.eval.episodes=1",
             "policy.eval.workers=0", "policy.eval.videos=1",
             "world_model.trainer.max_steps=2", "world_model.trainer.val_every_steps=2",

@@ -145,15 +145,15 @@ def _report_stage(cfg: ReportStageConfig, earlier: list[Stage], run_dir: Path, c
     return Stage("report", "report", out, {"command": command, "out": cfg.out}, run, inputs=inputs)
 
 
-def _play_stages(cfg: PipelineConfig, run_dir: Path) -> tuple[list[Stage], str]:
-    """collect-play (the world model's task, failures kept) and merge it with the demos; returns the stages and
-    the merged store the world model and the probe train on."""
+def _play_stages(cfg: PipelineConfig, demo_store: str, run_dir: Path) -> tuple[list[Stage], str]:
+    """collect-play (the world model's task, failures kept) and merge it with the demos in `demo_store`; returns
+    the stages and the merged store the world model and the probe train on."""
     task = cfg.world_model.task
     demos = next(c for c in cfg.collect if c.task == task)
     play = cfg.play.collect_config(demos, f"data/{task}_play.zarr")
     merged = str(run_dir / "data" / f"{task}+play.zarr")
     return [_collect_stage(play, run_dir, name=f"{task}-play"),
-            merge_stage([_store_path(demos, run_dir), _store_path(play, run_dir)], merged, f"merge-{task}+play",
+            merge_stage([demo_store, _store_path(play, run_dir)], merged, f"merge-{task}+play",
                         run_dir / "data")], merged
 
 
@@ -169,12 +169,12 @@ def plan(cfg: PipelineConfig, command: str) -> list[Stage]:
         task = cfg.world_model.task
         if task not in stores:
             raise RobodreamError(f"world_model.task={task!r} but the pipeline collects only {sorted(stores)}")
-        wm_stores = dict(stores)
+        wm_store = stores[task]
         if cfg.play.episodes:
-            play_stages, wm_stores[task] = _play_stages(cfg, run_dir)
+            play_stages, wm_store = _play_stages(cfg, stores[task], run_dir)
             stages += play_stages
-        stages += world_model_stages(cfg.world_model, wm_stores, run_dir)
-        world_model = (task, stage_dir(cfg.world_model.out, run_dir), wm_stores[task])
+        stages += world_model_stages(cfg.world_model, wm_store, run_dir)
+        world_model = (task, stage_dir(cfg.world_model.out, run_dir), wm_store)
     elif cfg.play.episodes:
         raise RobodreamError("play.episodes > 0 but world_model.enabled=false: play data is for the world model only")
     envs = {c.task: (path, c.env) for c, path in zip(cfg.collect, store_paths, strict=True)}

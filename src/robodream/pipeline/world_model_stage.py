@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from robodream.errors import RobodreamError
 from robodream.pipeline.config import to_dict
 from robodream.pipeline.stages import Previous, Stage, StageResult
 from robodream.trainer import TrainerConfig
@@ -35,14 +34,9 @@ class WorldModelStageConfig:
     eval_horizon: int = 16
 
 
-def world_model_stages(cfg: WorldModelStageConfig, stores: dict[str, str], run_dir: Path) -> list[Stage]:
-    """train-wm on the store of `cfg.task`, then dream + eval-wm on its validation episodes.
-
-    `stores` maps task -> store path or URL (the collect stages' outputs).
-    """
-    if cfg.task not in stores:
-        raise RobodreamError(f"world_model.task={cfg.task!r} but the pipeline collects only {sorted(stores)}")
-    store = stores[cfg.task]
+def world_model_stages(cfg: WorldModelStageConfig, store: str, run_dir: Path) -> list[Stage]:
+    """train-wm on `store` (path or URL: the `cfg.task` demos, with play data when the pipeline records some),
+    then dream + eval-wm on its validation episodes."""
     out = Path(cfg.out) if Path(cfg.out).is_absolute() else run_dir / cfg.out
     # The progress bar does not change the model, so it stays out of the hash.
     trainer = {k: v for k, v in to_dict(cfg.trainer).items() if k != "progress_bar"}

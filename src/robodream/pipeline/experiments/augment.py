@@ -131,8 +131,8 @@ class AugmentConfig:
                                  "demos=[10,25,50]")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise RobodreamError(f"seeds={self.seeds}: list distinct training seeds, e.g. seeds=[0,1,2]")
-        if self.eval.episodes < 1 or self.play.episodes < 0:
-            raise RobodreamError("eval.episodes must be >= 1 and play.episodes >= 0")
+        if self.eval.episodes < 1:  # play.episodes is checked by PlayDataConfig
+            raise RobodreamError("eval.episodes must be >= 1")
         # Collection tries at most 2N + 10 seeds (collect.py); evaluation must never see a training seed.
         evaluated = range(self.eval.seed, self.eval.seed + self.eval.episodes)
         used = [("real demos", range(0, 2 * max(self.demos) + 10))]

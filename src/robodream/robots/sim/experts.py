@@ -102,16 +102,20 @@ class PushExpert(Expert):
     behind = 0.06  # ee distance behind the cube centre before pushing (half cube + finger + margin)
     push_speed = 0.015  # m per step (0.15 m/s): slow enough that the cube stays against the fingers
 
+    def __init__(self, cfg: ExpertConfig | None = None):
+        super().__init__(cfg)
+        self.phantom: np.ndarray | None = None  # with a decoy: the cube the expert believes it pushes
+
     def reset(self, seed: int | None = None) -> None:
         super().reset(seed)
-        self.phantom: np.ndarray | None = None
+        self.phantom = None
 
     def _perceived_cube(self, cube: np.ndarray) -> np.ndarray:
         # With a decoy the expert pushes a phantom cube (placed at the decoy offset) that slides ahead of the
         # pusher as a real one would, so the arm makes the whole push, to the goal, beside the real cube.
         if self.cfg.decoy == 0:
             return cube
-        if getattr(self, "phantom", None) is None:
+        if self.phantom is None:
             self.phantom = cube + self.decoy_offset
         return self.phantom
 
