@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from robodream.datasets.reader import EpisodeStore
+from robodream.datasets.writer import EpisodeWriter
 from robodream.errors import RobodreamError
 from robodream.pipeline.collect import CollectConfig, collect
 from robodream.pipeline.config import build_config
@@ -68,6 +69,19 @@ def test_resume_continues_where_a_run_stopped_and_checks_the_config(tmp_path):
         collect(_cfg(tmp_path, "r.zarr", "episodes=4", "resume=true", "env.image_size=32"), progress=False)
     with pytest.raises(RobodreamError, match="already exists"):
         collect(_cfg(tmp_path, "r.zarr", "episodes=4"), progress=False)
+
+
+def test_resume_accepts_a_store_recorded_before_a_config_field_existed(tmp_path):
+    collect(_cfg(tmp_path, "old.zarr", "episodes=1", "workers=0"), progress=False)
+    writer = EpisodeWriter.open(tmp_path / "old.zarr")
+    recorded = dict(writer.attrs["collection"])
+    recorded["expert"] = {k: v for k, v in recorded["expert"].items() if k != "decoy"}  # as an older version wrote
+    writer.group.attrs["collection"] = recorded
+    resumed = collect(_cfg(tmp_path, "old.zarr", "episodes=2", "workers=0", "resume=true"), progress=False)
+    assert resumed.new_episodes == 1
+    with pytest.raises(RobodreamError, match="cannot resume .* expert config"):
+        collect(_cfg(tmp_path, "old.zarr", "episodes=3", "workers=0", "resume=true", "expert.decoy=0.04"),
+                progress=False)
 
 
 # -- real subprocesses: SIGKILL, a dead worker, Ctrl-C -------------------------------------------------------

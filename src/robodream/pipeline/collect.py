@@ -23,7 +23,7 @@ from tqdm import tqdm
 from robodream.datasets import layout
 from robodream.datasets.writer import EpisodeWriter, create_store
 from robodream.errors import RobodreamError
-from robodream.pipeline.config import to_dict
+from robodream.pipeline.config import to_dict, with_defaults
 from robodream.pipeline.interrupt import graceful_interrupt
 from robodream.pipeline.ray_pool import RayConfig
 from robodream.pipeline.workers import EXECUTORS, WorkerDied, make_executor
@@ -136,8 +136,9 @@ def _open_writer(cfg: CollectConfig) -> EpisodeWriter:
     if cfg.resume and layout.store_exists(cfg.out):
         writer = EpisodeWriter.open(cfg.out)
         recorded = writer.attrs.get("collection", {})
-        for part in ("env", "expert"):
-            if recorded.get(part) != provenance[part]:
+        for part, current in (("env", cfg.env), ("expert", cfg.expert)):
+            # a store recorded before a config field existed was recorded with that field's default
+            if with_defaults(type(current), recorded.get(part)) != provenance[part]:
                 raise RobodreamError(
                     f"cannot resume {cfg.out}: it was recorded with {part} config {json.dumps(recorded.get(part))}, "
                     f"this run has {json.dumps(provenance[part])}; use the same config or another out="

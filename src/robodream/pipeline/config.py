@@ -108,6 +108,21 @@ def to_dict(config: Any) -> dict[str, Any]:
     return OmegaConf.to_container(OmegaConf.structured(config), resolve=True)  # type: ignore[return-value]
 
 
+def with_defaults(schema: type, recorded: Any) -> dict[str, Any] | None:
+    """A config recorded by an older version, completed with `schema`'s defaults for fields added since.
+
+    None when it cannot be read as a `schema` (a field it names no longer exists, a value of the wrong type):
+    callers treat that as a mismatch.
+    """
+    if not isinstance(recorded, dict):
+        return None
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), recorded)
+    except OmegaConfBaseException:
+        return None
+    return OmegaConf.to_container(merged, resolve=True)  # type: ignore[return-value]
+
+
 def field_names(schema: type) -> list[str]:
     return [f.name for f in fields(schema)]
 
