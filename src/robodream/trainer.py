@@ -1,8 +1,9 @@
 """Shared Lightning set-up for every model robodream trains (world models, policies).
 
-`TrainerConfig` holds what is the same for all of them — steps, batch size, optimiser, EMA, precision,
-devices and strategy, checkpoint/validation cadence — so that moving a run from a laptop CPU to several GPUs
-is a config change (`trainer.accelerator=gpu trainer.devices=4 trainer.strategy=ddp`), never a code change.
+`DeviceConfig` (precision, accelerator, devices, strategy, nodes) is shared by every trainer config, so that
+moving any run from a laptop CPU to several GPUs is a config change (`trainer.accelerator=gpu
+trainer.devices=4 trainer.strategy=ddp`), never a code change. `TrainerConfig` adds what the world model and
+the probe share — steps, batch size, optimiser, EMA, checkpoint/validation cadence.
 `build_trainer` turns it into a `lightning.Trainer` with EMA weights, step-based checkpoints in
 <out>/checkpoints (last.ckpt is what `resume=true` continues from) and a CSV log in <out>/logs.
 
@@ -23,7 +24,64 @@ PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true")
 
 
 @dataclass
-class TrainerConfig:
+class DeviceConfig:
+    """Where a training run executes. Every robodream trainer config has these keys, so moving a run from a
+    laptop CPU to several GPUs or nodes is `trainer.accelerator=gpu trainer.devices=4 trainer.strategy=ddp`
+    for any model. Under DDP each device draws its own batch of trainer.batch_size (the effective batch is
+    batch_size x devices x num_nodes) and max_steps counts optimiser steps, as on one device."""
+
+    #: "32-true" (CPU default) or "bf16-mixed" (GPUs, recent CPUs)
+    precision: str = "32-true"
+    accelerator: str = "auto"
+    #: "auto", a count ("4") or device ids ("0,1")
+    devices: str = "auto"
+    #: "auto", or e.g. "ddp" for several GPUs or processes (gloo on CPU)
+    strategy: str = "auto"
+    num_nodes: int = 1
+
+    def __post_init__(self) -> None:
+        if self.num_nodes < 1:
+            raise RobodreamError(f"trainer.num_nodes must be >= 1, got {self.num_nodes}")
+        if self.precision not in PRECISIONS:
+            raise RobodreamError(f"trainer.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        self.parsed_devices()  # a bad devices string fails here, not after the data is loaded
+
+    def parsed_devices(self) -> Any:
+        text = str(self.devices).strip()
+        if text == "auto":
+            return "auto"
+        if text.isdigit() or (text.startswith("-") and text[1:].isdigit()):
+            return int(text)
+        try:
+            return [int(part) for part in text.split(",") if part.strip()]
+        except ValueError:
+            raise RobodreamError(f"trainer.devices must be auto, a count or ids like 0,1; got {text!r}") from None
+
+    def on_one_device(self, command: str):
+        """This config for a training stage of `robodream run`, which trains on one device: Lightning's DDP
+        launcher starts the other ranks by re-running the command line, which would be the whole pipeline.
+        "auto" becomes "1"; an explicit count above one is refused, naming the command to use instead."""
+        from dataclasses import replace
+
+        devices = self.parsed_devices()
+        if devices == "auto":
+            return replace(self, devices="1")
+        if (isinstance(devices, int) and devices > 1) or (isinstance(devices, list) and len(devices) > 1) \
+                or self.num_nodes > 1:
+            raise RobodreamError(f"trainer.devices={self.devices} num_nodes={self.num_nodes}: inside `robodream run` "
+                                 "training uses one device (Lightning would re-run the whole pipeline for the other "
+                                 f"ranks); train on several with `robodream {command}` as its own command "
+                                 "(docs/scaling.md)")
+        return self
+
+    def device_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of `lightning.Trainer` that place the run."""
+        return {"precision": self.precision, "accelerator": self.accelerator, "devices": self.parsed_devices(),
+                "strategy": self.strategy, "num_nodes": self.num_nodes}
+
+
+@dataclass
+class TrainerConfig(DeviceConfig):
     max_steps: int = 2000
     batch_size: int = 32
     learning_rate: float = 3e-4
@@ -37,14 +95,6 @@ class TrainerConfig:
     #: short runs are not dominated by the random initial weights.
     ema_decay: float = 0.999
     ema_power: float = 0.75
-    #: "32-true" (CPU default) or "bf16-mixed" (GPUs, recent CPUs)
-    precision: str = "32-true"
-    accelerator: str = "auto"
-    #: "auto", a count ("4") or device ids ("0,1")
-    devices: str = "auto"
-    #: "auto", or e.g. "ddp" for several GPUs or processes (gloo on CPU)
-    strategy: str = "auto"
-    num_nodes: int = 1
     val_every_steps: int = 500
     checkpoint_every_steps: int = 500
     log_every_steps: int = 25
@@ -55,28 +105,15 @@ class TrainerConfig:
     progress_bar: bool = True
 
     def __post_init__(self) -> None:
-        positive = ("max_steps", "batch_size", "val_every_steps", "checkpoint_every_steps", "log_every_steps",
-                    "num_nodes")
+        super().__post_init__()
+        positive = ("max_steps", "batch_size", "val_every_steps", "checkpoint_every_steps", "log_every_steps")
         for name in positive:
             if getattr(self, name) < 1:
                 raise RobodreamError(f"trainer.{name} must be >= 1, got {getattr(self, name)}")
-        if self.precision not in PRECISIONS:
-            raise RobodreamError(f"trainer.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if not 0 <= self.ema_decay < 1:
             raise RobodreamError(f"trainer.ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.learning_rate <= 0:
             raise RobodreamError(f"trainer.learning_rate must be > 0, got {self.learning_rate}")
-
-    def parsed_devices(self) -> Any:
-        text = str(self.devices).strip()
-        if text == "auto":
-            return "auto"
-        if text.isdigit() or (text.startswith("-") and text[1:].isdigit()):
-            return int(text)
-        try:
-            return [int(part) for part in text.split(",") if part.strip()]
-        except ValueError:
-            raise RobodreamError(f"trainer.devices must be auto, a count or ids like 0,1; got {text!r}") from None
 
 
 def ema_decay_at(step: int, cfg: TrainerConfig) -> float:
@@ -154,11 +191,7 @@ def build_trainer(cfg: TrainerConfig, out: str | os.PathLike, callbacks: list | 
         all_callbacks.append(WeightAveraging(avg_fn=warmup_ema))
     return L.Trainer(
         max_steps=cfg.max_steps,
-        precision=cfg.precision,
-        accelerator=cfg.accelerator,
-        devices=cfg.parsed_devices(),
-        strategy=cfg.strategy,
-        num_nodes=cfg.num_nodes,
+        **cfg.device_kwargs(),
         val_check_interval=cfg.val_every_steps,
         check_val_every_n_epoch=None,  # validate every val_every_steps optimiser steps, not per epoch
         log_every_n_steps=cfg.log_every_steps,

@@ -149,3 +149,7 @@ def test_pipeline_section_mismatches_are_clear_errors():
         plan(build_config(PipelineConfig, ["world_model.task=stack"], quickstart), "x")
     with pytest.raises(RobodreamError, match="play.episodes must be >= 0"):
         build_config(PipelineConfig, ["play.episodes=-1"], quickstart)
+    for section, command in (("world_model", "train-wm"), ("policy", "train-policy"), ("probe", "train-probe")):
+        one_device = f"inside `robodream run` training uses one device.*robodream {command}"
+        with pytest.raises(RobodreamError, match=one_device):
+            plan(build_config(PipelineConfig, [f"{section}.trainer.devices=2"], quickstart), "x")

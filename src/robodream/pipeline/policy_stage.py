@@ -81,13 +81,14 @@ def train_and_eval_stages(cfg: PolicyStageConfig, data: str, inputs: dict[str, s
     trainer = {k: v for k, v in to_dict(cfg.trainer).items() if k not in ("progress", "threads")}
     train_config = {"task": cfg.task, "policy": to_dict(cfg.policy), "trainer": trainer,
                     **({"mix": mix} if mix is not None else {})}
+    one_device = cfg.trainer.on_one_device("train-policy")
 
     def train(previous: Previous) -> StageResult:
         from robodream.pipeline.train_policy import TrainPolicyConfig, train_policy
 
         # Resume only an interrupted attempt at this very config; after a change, train from scratch.
         resume = previous.interrupted and (out / "lightning" / "last.ckpt").exists()
-        summary = train_policy(TrainPolicyConfig(data=data, out=str(out), policy=cfg.policy, trainer=cfg.trainer,
+        summary = train_policy(TrainPolicyConfig(data=data, out=str(out), policy=cfg.policy, trainer=one_device,
                                                  resume=resume, overwrite=not resume))
         return StageResult(f"{summary.steps} steps, loss {summary.final_loss:.4f}, {summary.steps_per_s:.1f} steps/s",
                            [("policy", str(final))])

@@ -159,12 +159,13 @@ def synthetic_stages(s: SyntheticSections, world_model: tuple[str, Path, str] | 
 def _probe_stage(cfg: ProbeStageConfig, task: str, store: str, out: Path) -> Stage:
     trainer = {k: v for k, v in to_dict(cfg.trainer).items() if k != "progress_bar"}
     config = {"task": task, "probe": to_dict(cfg.probe), "trainer": trainer, "val_fraction": cfg.val_fraction}
+    one_device = cfg.trainer.on_one_device("train-probe")
 
     def run(previous: Previous) -> StageResult:
         from robodream.pipeline.probe import TrainProbeConfig, metrics_lines, train_probe_command
 
         model, metrics = train_probe_command(TrainProbeConfig(data=store, out=str(out), probe=cfg.probe,
-                                                              trainer=cfg.trainer, val_fraction=cfg.val_fraction,
+                                                              trainer=one_device, val_fraction=cfg.val_fraction,
                                                               overwrite=True))
         print("\n".join("      " + line for line in metrics_lines(metrics)))
         return StageResult(f"success recall {metrics['success_recall']:.2f}",

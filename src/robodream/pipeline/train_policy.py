@@ -24,11 +24,17 @@ from omegaconf import OmegaConf
 from robodream.errors import RobodreamError
 from robodream.pipeline.config import save_config, to_dict
 from robodream.policies.configuration import PolicyConfig
+from robodream.trainer import DeviceConfig
 
 
 @dataclass
-class TrainerConfig:
-    """Optimisation and bookkeeping (Chi et al.'s recipe, scaled for CPU)."""
+class TrainerConfig(DeviceConfig):
+    """Optimisation and bookkeeping (Chi et al.'s recipe, scaled for CPU); placement (devices, strategy) as for
+    every robodream trainer."""
+
+    #: one device unless asked: a policy this size trains well on one GPU, and inside `robodream run` several
+    #: devices would make Lightning's launcher re-run the whole pipeline for the other ranks
+    devices: str = "1"
 
     max_steps: int = 10_000
     batch_size: int = 64
@@ -45,6 +51,7 @@ class TrainerConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for name in ("max_steps", "batch_size", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise RobodreamError(f"trainer.{name} must be >= 1, got {getattr(self, name)}")
@@ -122,6 +129,7 @@ class TrainSummary:
     steps_per_s: float
     final_loss: float | None
     checkpoints: list[Path]
+    world_size: int = 1  # training processes (devices x nodes)
 
     def lines(self) -> list[str]:
         loss = f"{self.final_loss:.4f}" if self.final_loss is not None else "-"
@@ -130,6 +138,7 @@ class TrainSummary:
             f"run          {self.out}",
             f"steps        {self.steps}" + (f" (resumed at {self.start_step})" if self.start_step else ""),
             f"time         {self.elapsed_s:.1f} s ({self.steps_per_s:.2f} steps/s over {done} steps)",
+            f"devices      {self.world_size}" + (" (one batch each per step)" if self.world_size > 1 else ""),
             f"loss         {loss} (smoothed)",
             f"checkpoints  {len(self.checkpoints)} new in {self.out / 'checkpoints'}",
             f"evaluate     robodream eval policy={self.checkpoints[-1] if self.checkpoints else self.out} "
@@ -172,6 +181,13 @@ def open_training_data(cfg: TrainPolicyConfig):
     return stores, features, stats["features"]
 
 
+def _is_rank_zero() -> bool:
+    """False in the extra processes a multi-device strategy launches (they re-run this command line)."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    return rank_zero_only.rank == 0
+
+
 def _prepare_out(cfg: TrainPolicyConfig) -> Path | None:
     """Check `out` against resume/overwrite; returns the checkpoint to resume from (or None)."""
     import shutil
@@ -180,6 +196,8 @@ def _prepare_out(cfg: TrainPolicyConfig) -> Path | None:
 
     out = Path(cfg.out)
     last = out / LIGHTNING / "last.ckpt"
+    if not _is_rank_zero():  # rank 0 has checked and prepared `out` before it launched this process
+        return last if cfg.resume and last.exists() else None
     has_run = (out / CHECKPOINTS).exists() or last.exists()
     if cfg.resume:
         saved = _saved_config(out)
@@ -236,7 +254,8 @@ def train_policy(cfg: TrainPolicyConfig) -> TrainSummary:
         raise RobodreamError(f"the data holds {sum(len(w) for w in windows)} frames, fewer than one batch of "
                              f"trainer.batch_size={t.batch_size}: lower the batch size or record more episodes")
     out = Path(cfg.out)
-    save_config(cfg, out / "config.yaml")
+    if _is_rank_zero():
+        save_config(cfg, out / "config.yaml")
 
     def training_info(step: int) -> dict[str, Any]:
         return {"step": step, "task": stores[0].task, "fps": stores[0].fps, "robot_type": stores[0].robot_type,
@@ -246,7 +265,9 @@ def train_policy(cfg: TrainPolicyConfig) -> TrainSummary:
     checkpoints = RunCheckpoints(out, t.checkpoint_every, t.max_steps, training_info)
     progress = StepProgress(t.max_steps, enabled=t.progress)
     callbacks = ([ema_callback(t.ema_power, t.ema_max_decay)] if t.ema else []) + [checkpoints, progress]
-    trainer = L.Trainer(max_steps=t.max_steps, accelerator="cpu", devices=1, callbacks=callbacks,
+    # Under DDP Lightning gives each process a DistributedSampler over the loader's own sampler (the mixture's
+    # weighted sampler included), so the mixing ratio holds per device.
+    trainer = L.Trainer(max_steps=t.max_steps, **t.device_kwargs(), callbacks=callbacks,
                         logger=CSVLogger(out, name="logs"), log_every_n_steps=min(50, t.max_steps),
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         num_sanity_val_steps=0, limit_val_batches=0)
@@ -256,11 +277,12 @@ def train_policy(cfg: TrainPolicyConfig) -> TrainSummary:
     trainer.fit(system, loader, ckpt_path=str(resume_from) if resume_from else None)
     elapsed = time.monotonic() - started
     return TrainSummary(out, trainer.global_step, progress.start_step, elapsed, progress.steps_per_s(trainer),
-                        progress.loss, checkpoints.saved)
+                        progress.loss, checkpoints.saved, trainer.world_size)
 
 
 def run_train_policy(cfg: TrainPolicyConfig) -> int:
     """CLI entry: train and print the summary."""
     summary = train_policy(cfg)
-    print("\n".join(summary.lines()))
+    if _is_rank_zero():
+        print("\n".join(summary.lines()))
     return 0

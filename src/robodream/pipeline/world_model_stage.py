@@ -42,6 +42,7 @@ def world_model_stages(cfg: WorldModelStageConfig, store: str, run_dir: Path) ->
     trainer = {k: v for k, v in to_dict(cfg.trainer).items() if k != "progress_bar"}
     train_config = {"task": cfg.task, "world_model": to_dict(cfg.world_model), "trainer": trainer,
                     "val_fraction": cfg.val_fraction}
+    one_device = cfg.trainer.on_one_device("train-wm")
 
     def train(previous: Previous) -> StageResult:
         from robodream.pipeline.world_model import TrainWorldModelConfig, train_world_model
@@ -49,7 +50,7 @@ def world_model_stages(cfg: WorldModelStageConfig, store: str, run_dir: Path) ->
         # Resume only an interrupted attempt at this very config; after a change, train from scratch.
         resume = previous.interrupted and (out / "checkpoints" / "last.ckpt").exists()
         train_world_model(TrainWorldModelConfig(data=store, out=str(out), world_model=cfg.world_model,
-                                                trainer=cfg.trainer, val_fraction=cfg.val_fraction, resume=resume,
+                                                trainer=one_device, val_fraction=cfg.val_fraction, resume=resume,
                                                 overwrite=not resume))
         return StageResult(f"trained {cfg.trainer.max_steps} steps" + (" (resumed)" if resume else ""),
                            [("world_model", str(out / "model"))])

@@ -100,13 +100,17 @@ class RunCheckpoints(L.Callback):
             self.save(trainer, pl_module, step)
 
     def save(self, trainer: L.Trainer, pl_module: PolicySystem, step: int) -> None:
-        policy = averaged_policy(trainer, pl_module)
-        self.saved.append(save_pretrained(policy, self.run_dir / CHECKPOINTS / f"step_{step}",
-                                          self.training_info(step)))
+        # Every rank holds the same weights under DDP: rank 0 writes; save_checkpoint is collective (all ranks
+        # call it, the strategy writes once).
+        if trainer.is_global_zero:
+            policy = averaged_policy(trainer, pl_module)
+            self.saved.append(save_pretrained(policy, self.run_dir / CHECKPOINTS / f"step_{step}",
+                                              self.training_info(step)))
         last = self.run_dir / LIGHTNING / "last.ckpt"
         last.parent.mkdir(parents=True, exist_ok=True)
         trainer.save_checkpoint(last.with_suffix(".tmp"))
-        last.with_suffix(".tmp").replace(last)  # atomic: a crash while saving keeps the previous last.ckpt
+        if trainer.is_global_zero:
+            last.with_suffix(".tmp").replace(last)  # atomic: a crash while saving keeps the previous last.ckpt
 
 
 class StepProgress(L.Callback):
@@ -123,7 +127,7 @@ class StepProgress(L.Callback):
         self.start_step = trainer.global_step
         self.started = time.monotonic()
         self.bar = tqdm(total=self.max_steps, initial=trainer.global_step, desc="train", unit="step",
-                        disable=not self.enabled, dynamic_ncols=True, file=sys.stderr)
+                        disable=not (self.enabled and trainer.is_global_zero), dynamic_ncols=True, file=sys.stderr)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
