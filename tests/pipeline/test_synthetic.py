@@ -47,6 +47,11 @@ def test_the_probe_reports_position_error_and_success_precision_recall(models):
     for name in ("ee", "cube", "goal"):
         assert np.isfinite(metrics["position_error_cm"][name]) and metrics["position_error_cm"][name] > 0
     assert 0 <= metrics["success_precision"] <= 1 and 0 <= metrics["success_recall"] <= 1
+    # per episode, as imagination reads it: the held-out episode's recorded outcome against "any frame > 0.5"
+    episodes = metrics["per_episode"]
+    assert episodes["episodes"] == len(metrics["held_out_episodes"]) >= 1
+    assert episodes["successful_episodes"] + episodes["failed_episodes"] == episodes["episodes"]
+    assert 0 <= episodes["detected"] <= episodes["successful_episodes"]
 
 
 def test_generate_labels_every_synthetic_episode_and_filters_by_success(models, tmp_path, capsys):

@@ -3,7 +3,8 @@
 Positions regress their mean/std-normalised values (MSE); success is a binary cross-entropy whose positive
 class is weighted by the negative/positive ratio of the training frames, because success frames are rare
 (an episode ends when it succeeds). Accuracy is reported on held-out episodes: mean position error in cm
-per target, and success precision/recall at probability 0.5.
+per target, and success precision/recall at probability 0.5 per frame and per episode (`episode_detection`:
+any frame over 0.5, the way evaluation in imagination reads it).
 """
 
 from __future__ import annotations
@@ -53,6 +54,26 @@ def probe_metrics(probe: StateSuccessProbe, arrays: dict[str, np.ndarray]) -> di
         "frames": int(len(truth)),
         "success_frames": int(truth.sum()),
     }
+
+
+def episode_detection(probe: StateSuccessProbe, store: EpisodeStore, episodes: list[int],
+                      threshold: float = 0.5) -> dict[str, float | int]:
+    """The probe as evaluation in imagination uses it: an episode succeeds when any of its frames' success
+    probability passes `threshold`. Scored against the recorded episode outcomes: how many successful episodes it
+    detects, and how many failed ones it calls a success (false alarms)."""
+    outcomes = store.meta("episode_success")
+    detected = false_alarms = successes = 0
+    for index in episodes:
+        frames = store.episode(index, [probe.config.image_key])[probe.config.image_key]
+        said = bool((probe.predict(frames)["success_prob"] > threshold).any())
+        succeeded = bool(outcomes[index])
+        successes += succeeded
+        detected += said and succeeded
+        false_alarms += said and not succeeded
+    failures = len(episodes) - successes
+    return {"episodes": len(episodes), "successful_episodes": successes, "detected": detected,
+            "failed_episodes": failures, "false_alarms": false_alarms,
+            "episode_recall": detected / max(1, successes), "episode_false_alarm_rate": false_alarms / max(1, failures)}
 
 
 class ProbeSystem(L.LightningModule):
