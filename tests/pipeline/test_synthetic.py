@@ -96,6 +96,26 @@ def test_eval_in_imagination_runs_the_harness_in_the_world_model(models, tmp_pat
     assert (out / "eval_episode_0.mp4").is_file()
 
 
+def test_imagined_env_gives_agents_the_true_goal_and_the_probe_cube(models):
+    from robodream.pipeline.imagination import ImaginationConfig, ImaginedTaskEnv
+    from robodream.robots.sim.env import EnvConfig, make_env
+
+    _, wm, probe = models
+    env = ImaginedTaskEnv(EnvConfig(task="push_cube", image_size=16), ImaginationConfig(wm=str(wm), probe=str(probe)))
+    sim = make_env(EnvConfig(task="push_cube", image_size=16))
+    try:
+        true_state = sim.reset(seed=1003)[0]["observation.environment_state"]
+        obs, _ = env.reset(seed=1003)
+        for _ in range(2):
+            np.testing.assert_allclose(obs["observation.environment_state"][7:10], true_state[7:10], atol=1e-6)
+            obs = env.step(np.zeros(4, np.float32))[0]
+        cube = env.probe.predict(obs["observation.images.front"][None])["cube"][0]
+        np.testing.assert_allclose(obs["observation.environment_state"][:3], cube, atol=1e-5)
+    finally:
+        env.close()
+        sim.close()
+
+
 def test_eval_in_imagination_without_its_models_is_one_clear_error(models, capsys):
     _, wm, _ = models
     message = _run_error(["eval", "policy=expert", "env=world_model", f"imagination.wm={wm}", "episodes=1"], capsys)

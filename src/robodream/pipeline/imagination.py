@@ -8,8 +8,10 @@ loop as a PyBullet evaluation (harness.py), but every step is imagined:
   judged on the same initial states;
 - each action goes to `WorldModelEnv.step`, which samples the next frame and state;
 - the probe reads every imagined frame: its success probability (> `success_threshold`) is the episode's
-  success signal, and its cube / goal positions fill ``observation.environment_state`` so that agents which
-  need the privileged state (the scripted experts) can act in imagination too.
+  success signal, and its cube position fills ``observation.environment_state`` so that agents which need the
+  privileged state (the scripted experts) can act in imagination too. The goal does not move during an
+  episode, so it is taken from the initial state the episode starts from, as a deployed robot is given its
+  target, rather than re-estimated from every imagined frame with the probe's ~2 cm error.
 
 The factory is picklable and builds everything inside each evaluation worker.
 """
@@ -26,6 +28,8 @@ from robodream.robots.sim.env import EnvConfig
 
 #: identity quaternion for the cube orientation, which the probe does not predict
 _NO_ROTATION = np.array([0.0, 0.0, 0.0, 1.0], dtype=np.float32)
+#: where the goal sits in the task envs' environment_state: [cube xyz, cube quaternion, goal xyz]
+_GOAL = slice(7, 10)
 
 
 @dataclass
@@ -75,16 +79,20 @@ class ImaginedTaskEnv:
                                    initial_observation=self._initial_observation, success_fn=self._judge)
         self.features = {**self.world.features, ENV_STATE: dict(self.sim.features[ENV_STATE])}
         self._env_state: np.ndarray | None = None
+        self._goal: np.ndarray | None = None
 
     def _initial_observation(self, seed: int) -> dict[str, np.ndarray]:
         obs, _ = self.sim.reset(seed=seed)
+        self._goal = np.asarray(obs[ENV_STATE][_GOAL], dtype=np.float32)
         return obs
 
     def _judge(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         """Success per rollout from the probe; keeps its positions for the observation's environment_state."""
         labels = self.probe.predict(obs[self.world.image_key])
-        self._env_state = np.concatenate([labels["cube"], np.repeat(_NO_ROTATION[None], len(labels["cube"]), 0),
-                                          labels["goal"]], axis=1).astype(np.float32)
+        count = len(labels["cube"])
+        goal = labels["goal"] if self._goal is None else np.repeat(self._goal[None], count, 0)
+        self._env_state = np.concatenate([labels["cube"], np.repeat(_NO_ROTATION[None], count, 0), goal],
+                                         axis=1).astype(np.float32)
         return labels["success_prob"] > self.cfg.success_threshold
 
     def _with_env_state(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
