@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +61,6 @@ class DeviceConfig:
         """This config for a training stage of `robodream run`, which trains on one device: Lightning's DDP
         launcher starts the other ranks by re-running the command line, which would be the whole pipeline.
         "auto" becomes "1"; an explicit count above one is refused, naming the command to use instead."""
-        from dataclasses import replace
-
         devices = self.parsed_devices()
         if devices == "auto":
             return replace(self, devices="1")

@@ -79,7 +79,7 @@ class ImaginedTaskEnv:
                                    initial_observation=self._initial_observation, success_fn=self._judge)
         self.features = {**self.world.features, ENV_STATE: dict(self.sim.features[ENV_STATE])}
         self._env_state: np.ndarray | None = None
-        self._goal: np.ndarray | None = None
+        self._goal = np.zeros(3, np.float32)  # set by every reset, before the probe first judges a frame
 
     def _initial_observation(self, seed: int) -> dict[str, np.ndarray]:
         obs, _ = self.sim.reset(seed=seed)
@@ -90,9 +90,8 @@ class ImaginedTaskEnv:
         """Success per rollout from the probe; keeps its positions for the observation's environment_state."""
         labels = self.probe.predict(obs[self.world.image_key])
         count = len(labels["cube"])
-        goal = labels["goal"] if self._goal is None else np.repeat(self._goal[None], count, 0)
-        self._env_state = np.concatenate([labels["cube"], np.repeat(_NO_ROTATION[None], count, 0), goal],
-                                         axis=1).astype(np.float32)
+        self._env_state = np.concatenate([labels["cube"], np.repeat(_NO_ROTATION[None], count, 0),
+                                          np.repeat(self._goal[None], count, 0)], axis=1).astype(np.float32)
         return labels["success_prob"] > self.cfg.success_threshold
 
     def _with_env_state(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -39,7 +39,7 @@ def train_probe_command(cfg: TrainProbeConfig) -> tuple[Path, dict]:
     from robodream.datasets.windows import split_episodes
     from robodream.pipeline.config import save_config
     from robodream.trainer import prepare_run_dir
-    from robodream.world_models.probe_training import episode_detection, probe_arrays, probe_metrics, train_probe
+    from robodream.world_models.probe_training import probe_arrays, probe_metrics, train_probe
 
     store = EpisodeStore.open(cfg.data)
     cfg.probe.check_features(store.features)
@@ -51,9 +51,7 @@ def train_probe_command(cfg: TrainProbeConfig) -> tuple[Path, dict]:
     L.seed_everything(cfg.trainer.seed, verbose=False)
     train_episodes, val_episodes = split_episodes(store.num_episodes, cfg.val_fraction, cfg.trainer.seed)
     probe = train_probe(store, probe_cfg, cfg.trainer, out, train_episodes, val_episodes)
-    scored = val_episodes or train_episodes
-    metrics = probe_metrics(probe, probe_arrays(store, probe_cfg, scored))
-    metrics["per_episode"] = episode_detection(probe, store, scored)
+    metrics = probe_metrics(probe, probe_arrays(store, probe_cfg, val_episodes or train_episodes))
     metrics.update(data=str(cfg.data), held_out_episodes=val_episodes)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return out / "model", metrics
@@ -61,15 +59,13 @@ def train_probe_command(cfg: TrainProbeConfig) -> tuple[Path, dict]:
 
 def metrics_lines(metrics: dict) -> list[str]:
     errors = ", ".join(f"{name} {cm:.2f} cm" for name, cm in metrics["position_error_cm"].items())
-    lines = [f"held-out frames  {metrics['frames']} ({metrics['success_frames']} success)",
-             f"position error   {errors}",
-             f"success          precision {metrics['success_precision']:.2f}, recall {metrics['success_recall']:.2f} "
-             "per frame"]
-    episodes = metrics.get("per_episode")
-    if episodes:
-        lines.append(f"episodes         {episodes['detected']}/{episodes['successful_episodes']} successes detected, "
-                     f"{episodes['false_alarms']}/{episodes['failed_episodes']} failures called a success")
-    return lines
+    episodes = metrics["per_episode"]
+    return [f"held-out frames  {metrics['frames']} ({metrics['success_frames']} success)",
+            f"position error   {errors}",
+            f"success          precision {metrics['success_precision']:.2f}, recall {metrics['success_recall']:.2f} "
+            "per frame",
+            f"episodes         {episodes['detected']}/{episodes['successful_episodes']} successes detected, "
+            f"{episodes['false_alarms']}/{episodes['failed_episodes']} failures called a success"]
 
 
 def add_commands(sub) -> None:

@@ -3,8 +3,8 @@
 Positions regress their mean/std-normalised values (MSE); success is a binary cross-entropy whose positive
 class is weighted by the negative/positive ratio of the training frames, because success frames are rare
 (an episode ends when it succeeds). Accuracy is reported on held-out episodes: mean position error in cm
-per target, and success precision/recall at probability 0.5 per frame and per episode (`episode_detection`:
-any frame over 0.5, the way evaluation in imagination reads it).
+per target, and success precision/recall at probability 0.5 per frame and per episode (any frame over 0.5, the
+way evaluation in imagination reads it).
 """
 
 from __future__ import annotations
@@ -24,20 +24,26 @@ from robodream.world_models.probe import POSITIONS, ProbeConfig, StateSuccessPro
 
 
 def probe_arrays(store: EpisodeStore, config: ProbeConfig, episodes: list[int]) -> dict[str, np.ndarray]:
-    """Frames, target positions and success labels of the given episodes."""
+    """Frames, target positions and success labels of the given episodes, with each frame's position in
+    `episodes` ("episode") and each episode's recorded outcome ("episode_success")."""
     if not episodes:
         return {"frames": np.zeros((0, config.image_size, config.image_size, 3), np.uint8),
-                "positions": np.zeros((0, config.num_positions), np.float32), "success": np.zeros(0, np.float32)}
+                "positions": np.zeros((0, config.num_positions), np.float32), "success": np.zeros(0, np.float32),
+                "episode": np.zeros(0, np.int64), "episode_success": np.zeros(0, bool)}
     keys = sorted({config.image_key, config.success_key, *(t.key for t in config.targets)})
     parts = [store.episode(index, keys) for index in episodes]
     data = {key: np.concatenate([p[key] for p in parts]) for key in keys}
     success = (np.asarray(data[config.success_key]).reshape(len(data[config.image_key]), -1)[:, 0] > 0.5)
+    episode = np.repeat(np.arange(len(episodes)), [len(p[config.image_key]) for p in parts])
     return {"frames": data[config.image_key], "positions": target_values(config, data).astype(np.float32),
-            "success": success.astype(np.float32)}
+            "success": success.astype(np.float32), "episode": episode,
+            "episode_success": np.asarray(store.meta("episode_success"), dtype=bool)[episodes]}
 
 
 def probe_metrics(probe: StateSuccessProbe, arrays: dict[str, np.ndarray]) -> dict[str, float | dict]:
-    """Position error (cm) per target and success precision/recall on labelled frames."""
+    """Position error (cm) per target, success precision/recall on labelled frames, and per episode ("per_episode")
+    the way evaluation in imagination reads the probe: an episode succeeds when any of its frames passes 0.5,
+    scored against the recorded outcomes (successes detected, failures called a success)."""
     predicted = probe.predict(arrays["frames"])
     errors, offset = {}, 0
     for target in probe.config.targets:
@@ -47,33 +53,22 @@ def probe_metrics(probe: StateSuccessProbe, arrays: dict[str, np.ndarray]) -> di
     said = predicted["success_prob"] > 0.5
     truth = arrays["success"] > 0.5
     true_positive = float((said & truth).sum())
+    outcomes = arrays["episode_success"]
+    episode_said = np.zeros(len(outcomes), bool)
+    np.logical_or.at(episode_said, arrays["episode"], said)
+    successes, failures = int(outcomes.sum()), int((~outcomes).sum())
+    detected, false_alarms = int((episode_said & outcomes).sum()), int((episode_said & ~outcomes).sum())
     return {
         "position_error_cm": errors,
         "success_precision": true_positive / max(1.0, float(said.sum())),
         "success_recall": true_positive / max(1.0, float(truth.sum())),
         "frames": int(len(truth)),
         "success_frames": int(truth.sum()),
+        "per_episode": {"episodes": len(outcomes), "successful_episodes": successes, "detected": detected,
+                        "failed_episodes": failures, "false_alarms": false_alarms,
+                        "episode_recall": detected / max(1, successes),
+                        "episode_false_alarm_rate": false_alarms / max(1, failures)},
     }
-
-
-def episode_detection(probe: StateSuccessProbe, store: EpisodeStore, episodes: list[int],
-                      threshold: float = 0.5) -> dict[str, float | int]:
-    """The probe as evaluation in imagination uses it: an episode succeeds when any of its frames' success
-    probability passes `threshold`. Scored against the recorded episode outcomes: how many successful episodes it
-    detects, and how many failed ones it calls a success (false alarms)."""
-    outcomes = store.meta("episode_success")
-    detected = false_alarms = successes = 0
-    for index in episodes:
-        frames = store.episode(index, [probe.config.image_key])[probe.config.image_key]
-        said = bool((probe.predict(frames)["success_prob"] > threshold).any())
-        succeeded = bool(outcomes[index])
-        successes += succeeded
-        detected += said and succeeded
-        false_alarms += said and not succeeded
-    failures = len(episodes) - successes
-    return {"episodes": len(episodes), "successful_episodes": successes, "detected": detected,
-            "failed_episodes": failures, "false_alarms": false_alarms,
-            "episode_recall": detected / max(1, successes), "episode_false_alarm_rate": false_alarms / max(1, failures)}
 
 
 class ProbeSystem(L.LightningModule):
