@@ -175,9 +175,12 @@ def build_trainer(cfg: TrainerConfig, out: str | os.PathLike, callbacks: list | 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     all_callbacks = list(callbacks or [])
+    # No version counter: a run copied to a new directory and resumed there would otherwise write last-v1.ckpt
+    # (its restored last_model_path names the old directory), and the next resume would start from the old last.
     all_callbacks.append(ModelCheckpoint(dirpath=checkpoint_dir(out), filename="step_{step:07d}",
                                          every_n_train_steps=cfg.checkpoint_every_steps, save_last=True,
-                                         save_top_k=-1, auto_insert_metric_name=False))
+                                         save_top_k=-1, auto_insert_metric_name=False,
+                                         enable_version_counter=False))
     if cfg.ema_decay > 0:
         @torch.no_grad()
         def warmup_ema(averaged, current, num_averaged):

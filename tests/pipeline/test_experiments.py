@@ -126,6 +126,22 @@ def test_augment_rerun_skips_finished_sub_steps_and_reruns_only_what_changed(aug
     assert "train-policy mixed N3-s0" in printed and weights.stat().st_mtime_ns == before
 
 
+def test_augment_continues_an_interrupted_training_from_its_checkpoint(augment_run, capsys):
+    """A crash in the middle of a world-model or policy training (hours on a CPU) loses only the steps since the
+    last checkpoint: the re-run resumes those sub-steps instead of training them from scratch."""
+    seed_dir = augment_run / "N3" / "seed0"
+    stamps = [*(seed_dir / "world_model").glob("train-wm-*.stage.json"),
+              *(seed_dir / "policy_real").glob("train-policy-*.stage.json")]
+    assert len(stamps) == 2
+    for path in stamps:  # what a killed run leaves: the stamp of an attempt at the same config, still running
+        path.write_text(json.dumps({**json.loads(path.read_text()), "status": "running"}))
+    capsys.readouterr()
+    assert main(_augment_args(augment_run)) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("(resumed)") == 2
+    assert all(json.loads(path.read_text())["status"] == "done" for path in stamps)
+
+
 def test_augment_bad_input_is_one_clear_error_line(tmp_path, capsys):
     assert "demos=[]" in _error(_augment_args(tmp_path / "a", "demos=[]"), capsys)
     assert "overlap the real demos seeds" in _error(_augment_args(tmp_path / "b", "eval.seed=5"), capsys)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +55,23 @@ def test_resume_continues_and_mismatches_are_refused(trained, capsys):
     assert json.loads((out / "train_summary.json").read_text())["steps"] == 6
     assert main([*args, "trainer.max_steps=8", "resume=true", "world_model.num_sampling_steps=5"]) == 2
     assert "the world_model config differs in ['num_sampling_steps']" in capsys.readouterr().err
+
+
+def test_a_copied_run_resumes_from_its_own_last_checkpoint(trained, tmp_path):
+    """Copying a run to branch an experiment, then resuming the copy twice, continues from the copy's latest step."""
+    import torch
+
+    store, out = trained
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    steps = json.loads((copy / "train_summary.json").read_text())["steps"]
+    args = ["train-wm", f"data={store}", f"world_model={TINY_YAML}", f"out={copy}", "val_fraction=0.5", *FAST,
+            "resume=true"]
+    for more in (2, 4):
+        assert main([*args, f"trainer.max_steps={steps + more}"]) == 0
+        last = torch.load(copy / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+        assert last["global_step"] == steps + more
+    assert not list((copy / "checkpoints").glob("last-v*.ckpt"))
 
 
 def test_dream_writes_side_by_side_videos(trained, tmp_path, capsys):

@@ -86,8 +86,7 @@ def train_and_eval_stages(cfg: PolicyStageConfig, data: str, inputs: dict[str, s
     def train(previous: Previous) -> StageResult:
         from robodream.pipeline.train_policy import TrainPolicyConfig, train_policy
 
-        # Resume only an interrupted attempt at this very config; after a change, train from scratch.
-        resume = previous.interrupted and (out / "lightning" / "last.ckpt").exists()
+        resume = previous.resumes(out / "lightning" / "last.ckpt")
         summary = train_policy(TrainPolicyConfig(data=data, out=str(out), policy=cfg.policy, trainer=one_device,
                                                  resume=resume, overwrite=not resume))
         return StageResult(f"{summary.steps} steps, loss {summary.final_loss:.4f}, {summary.steps_per_s:.1f} steps/s",

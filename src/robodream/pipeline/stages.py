@@ -47,6 +47,11 @@ class Previous:
     stamp: dict | None  # None: the stage never ran in this output directory
     interrupted: bool  # an unfinished attempt at the same inputs and config: resume it rather than restart
 
+    def resumes(self, checkpoint: str | Path) -> bool:
+        """Whether a training stage should continue from `checkpoint`: only an interrupted attempt at this very
+        config whose checkpoint survived; after a change (or a clean finish) it trains from scratch."""
+        return self.interrupted and Path(checkpoint).exists()
+
 
 @dataclass
 class Stage:

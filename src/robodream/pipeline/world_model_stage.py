@@ -47,8 +47,7 @@ def world_model_stages(cfg: WorldModelStageConfig, store: str, run_dir: Path) ->
     def train(previous: Previous) -> StageResult:
         from robodream.pipeline.world_model import TrainWorldModelConfig, train_world_model
 
-        # Resume only an interrupted attempt at this very config; after a change, train from scratch.
-        resume = previous.interrupted and (out / "checkpoints" / "last.ckpt").exists()
+        resume = previous.resumes(out / "checkpoints" / "last.ckpt")
         train_world_model(TrainWorldModelConfig(data=store, out=str(out), world_model=cfg.world_model,
                                                 trainer=one_device, val_fraction=cfg.val_fraction, resume=resume,
                                                 overwrite=not resume))

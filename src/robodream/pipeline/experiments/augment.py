@@ -174,10 +174,14 @@ def _world_model_stages(cfg: AugmentConfig, data: str, seed: int, out: Path, tag
     def train_wm(previous: Previous) -> StageResult:
         from robodream.pipeline.world_model import TrainWorldModelConfig, train_world_model
 
+        # hours of training on a CPU: an interrupted attempt continues from its last checkpoint
+        resume = previous.resumes(out / "world_model" / "checkpoints" / "last.ckpt")
         model = train_world_model(TrainWorldModelConfig(data=data, out=str(out / "world_model"),
                                                         world_model=cfg.world_model.world_model, trainer=wm_trainer,
-                                                        val_fraction=cfg.world_model.val_fraction, overwrite=True))
-        return StageResult(f"{wm_trainer.max_steps} steps", [("world_model", str(model))])
+                                                        val_fraction=cfg.world_model.val_fraction, resume=resume,
+                                                        overwrite=not resume))
+        return StageResult(f"{wm_trainer.max_steps} steps" + (" (resumed)" if resume else ""),
+                           [("world_model", str(model))])
 
     def train_probe(previous: Previous) -> StageResult:
         from robodream.pipeline.probe import TrainProbeConfig, metrics_lines, train_probe_command
@@ -217,9 +221,11 @@ def _policy_stages(cfg: AugmentConfig, arm: str, data: dict[str, str], seed: int
             if kept["kept"]:
                 sources = [{"path": data["real"], "weight": 1 - cfg.synthetic.weight},
                            {"path": kept["store"], "weight": cfg.synthetic.weight}]
+        resume = previous.resumes(run_dir / "lightning" / "last.ckpt")
         summary = train_policy(TrainPolicyConfig(data=sources, out=str(run_dir), policy=cfg.policy.policy,
-                                                 trainer=trainer, overwrite=True))
-        return StageResult(f"{summary.steps} steps on {len(sources)} store(s)", [("policy", str(final))])
+                                                 trainer=trainer, resume=resume, overwrite=not resume))
+        return StageResult(f"{summary.steps} steps on {len(sources)} store(s)" + (" (resumed)" if resume else ""),
+                           [("policy", str(final))])
 
     eval_dir = run_dir / "eval"
 
