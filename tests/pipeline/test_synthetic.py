@@ -116,6 +116,33 @@ def test_imagined_env_gives_agents_the_true_goal_and_the_probe_cube(models):
         sim.close()
 
 
+def test_imagined_success_can_also_be_the_probe_cube_within_a_radius_of_the_goal(models):
+    from robodream.errors import RobodreamError
+    from robodream.pipeline.imagination import ImaginationConfig, ImaginedTaskEnv
+    from robodream.robots.sim.env import EnvConfig
+
+    _, wm, probe = models
+    env_cfg = EnvConfig(task="push_cube", image_size=16)
+
+    def success_at_reset(radius: float) -> tuple[bool, float]:
+        # threshold 0.999: the (barely trained) probe's success probability never decides here
+        env = ImaginedTaskEnv(env_cfg, ImaginationConfig(wm=str(wm), probe=str(probe), success_threshold=0.999,
+                                                         success_radius=radius))
+        try:
+            obs, info = env.reset(seed=1003)
+            labels = env.probe.predict(obs["observation.images.front"][None])
+            assert labels["success_prob"][0] < 0.999
+            distance = float(np.linalg.norm(labels["cube"][0, :2] - obs["observation.environment_state"][7:9]))
+            return bool(info["success"]), distance
+        finally:
+            env.close()
+
+    _, distance = success_at_reset(10.0)
+    assert success_at_reset(distance + 1e-3)[0] and not success_at_reset(max(distance - 1e-3, 1e-6))[0]
+    with pytest.raises(RobodreamError, match="success_radius must be > 0"):
+        ImaginationConfig(wm=str(wm), probe=str(probe), success_radius=0.0)
+
+
 def test_eval_in_imagination_without_its_models_is_one_clear_error(models, capsys):
     _, wm, _ = models
     message = _run_error(["eval", "policy=expert", "env=world_model", f"imagination.wm={wm}", "episodes=1"], capsys)

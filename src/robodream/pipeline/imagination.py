@@ -8,10 +8,12 @@ loop as a PyBullet evaluation (harness.py), but every step is imagined:
   judged on the same initial states;
 - each action goes to `WorldModelEnv.step`, which samples the next frame and state;
 - the probe reads every imagined frame: its success probability (> `success_threshold`) is the episode's
-  success signal, and its cube position fills ``observation.environment_state`` so that agents which need the
-  privileged state (the scripted experts) can act in imagination too. The goal does not move during an
-  episode, so it is taken from the initial state the episode starts from, as a deployed robot is given its
-  target, rather than re-estimated from every imagined frame with the probe's ~2 cm error.
+  success signal (with `success_radius`, so is its cube estimate within that radius of the goal, the way the
+  sim task checks success on the true cube), and its cube position fills ``observation.environment_state``
+  so that agents which need the privileged state (the scripted experts) can act in imagination too. The goal
+  does not move during an episode, so it is taken from the initial state the episode starts from, as a
+  deployed robot is given its target, rather than re-estimated from every imagined frame with the probe's
+  ~2 cm error.
 
 The factory is picklable and builds everything inside each evaluation worker.
 """
@@ -39,12 +41,17 @@ class ImaginationConfig:
     wm: str | None = None  # world-model run directory (train-wm out=) or its model/ export
     probe: str | None = None  # probe directory (train-probe out=)
     success_threshold: float = 0.5  # success when the probe's success probability exceeds this
+    #: also a success when the probe's cube estimate lies within this distance (m, in xy) of the goal, e.g. the
+    #: task's target radius (push_cube: 0.035). None: the success probability alone decides.
+    success_radius: float | None = None
     num_sampling_steps: int | None = None  # override the world model's denoising steps
     threads: int = 1  # torch threads per evaluation worker (one worker per core)
 
     def __post_init__(self) -> None:
         if not 0 < self.success_threshold < 1:
             raise RobodreamError(f"imagination.success_threshold must be in (0, 1), got {self.success_threshold}")
+        if self.success_radius is not None and self.success_radius <= 0:
+            raise RobodreamError(f"imagination.success_radius must be > 0 (m) or null, got {self.success_radius}")
 
     def require(self) -> None:
         """One clear error when imagination is asked for without its models."""
@@ -92,7 +99,11 @@ class ImaginedTaskEnv:
         count = len(labels["cube"])
         self._env_state = np.concatenate([labels["cube"], np.repeat(_NO_ROTATION[None], count, 0),
                                           np.repeat(self._goal[None], count, 0)], axis=1).astype(np.float32)
-        return labels["success_prob"] > self.cfg.success_threshold
+        success = labels["success_prob"] > self.cfg.success_threshold
+        if self.cfg.success_radius is not None:
+            on_goal = np.linalg.norm(labels["cube"][:, :2] - self._goal[None, :2], axis=1) <= self.cfg.success_radius
+            success = success | on_goal
+        return success
 
     def _with_env_state(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {**obs, ENV_STATE: self._env_state[0]}

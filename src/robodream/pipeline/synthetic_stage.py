@@ -88,6 +88,7 @@ class ImaginationEvalStageConfig:
     episodes: int | None = None  # None: policy.eval.episodes
     max_steps: int | None = None  # stop imagined episodes early (None: the task's limit)
     success_threshold: float = 0.5
+    success_radius: float | None = None  # also a success: the probe's cube this close (m) to the goal
     num_sampling_steps: int | None = None  # None: the world model's own
     workers: int = 2
     videos: int = 1
@@ -223,7 +224,8 @@ def _generate_in_subprocess(cfg: GenerateConfig, folder: Path) -> list[str]:
 def _imagination(cfg: ImaginationEvalStageConfig, wm_dir: Path, probe_dir: Path) -> ImaginationConfig:
     """The pipeline's world model and probe, with the imagination section's success threshold and sampler."""
     return ImaginationConfig(wm=str(wm_dir / "model"), probe=str(probe_dir / "model"),
-                             success_threshold=cfg.success_threshold, num_sampling_steps=cfg.num_sampling_steps)
+                             success_threshold=cfg.success_threshold, success_radius=cfg.success_radius,
+                             num_sampling_steps=cfg.num_sampling_steps)
 
 
 def _imagination_stage(cfg: ImaginationEvalStageConfig, policy: PolicyStageConfig, out: Path, variant: str,
