@@ -23,8 +23,10 @@ import numpy as np
 
 def detection(fired: np.ndarray, episode: np.ndarray, success: np.ndarray) -> str:
     """'detected/successes, false alarms/failures' for a per-frame rule read per episode (any frame fires)."""
-    hit = np.array([fired[episode == i].any() for i in range(len(success))])
-    return f"{(hit & success).sum()}/{success.sum()} detected, {(hit & ~success).sum()}/{(~success).sum()} false alarms"
+    from robodream.world_models.probe_training import episode_detection
+
+    detected, false_alarms = episode_detection(fired, episode, success)
+    return f"{detected}/{success.sum()} detected, {false_alarms}/{(~success).sum()} false alarms"
 
 
 def main() -> None:
@@ -49,9 +51,10 @@ def main() -> None:
     labels = probe.predict(arrays["frames"])
     episode, success = arrays["episode"], arrays["episode_success"]
     # the true goal of each episode's first frame: what imagination hands its agents and judges against
+    targets = probe.config.targets
     goal_index = names.index("goal")
-    width = arrays["positions"].shape[1] // len(names)
-    goals = arrays["positions"][:, goal_index * width:(goal_index + 1) * width]
+    start = sum(t.size for t in targets[:goal_index])  # positions are the targets' values side by side
+    goals = arrays["positions"][:, start:start + targets[goal_index].size]
     first = np.searchsorted(episode, np.arange(len(success)))
     distance = np.linalg.norm(labels["cube"][:, :2] - goals[first[episode], :2], axis=1)
     probability = labels["success_prob"] > 0.5

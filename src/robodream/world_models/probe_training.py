@@ -40,6 +40,15 @@ def probe_arrays(store: EpisodeStore, config: ProbeConfig, episodes: list[int]) 
             "episode_success": np.asarray(store.meta("episode_success"), dtype=bool)[episodes]}
 
 
+def episode_detection(said: np.ndarray, episode: np.ndarray, outcomes: np.ndarray) -> tuple[int, int]:
+    """A per-frame success call read per episode, as evaluation in imagination reads it (an episode succeeds when
+    any of its frames is called a success): (successes detected, failures called a success). `episode` gives
+    each frame's episode index into `outcomes`, the recorded successes."""
+    episode_said = np.zeros(len(outcomes), bool)
+    np.logical_or.at(episode_said, episode, said)
+    return int((episode_said & outcomes).sum()), int((episode_said & ~outcomes).sum())
+
+
 def probe_metrics(probe: StateSuccessProbe, arrays: dict[str, np.ndarray]) -> dict[str, float | dict]:
     """Position error (cm) per target, success precision/recall on labelled frames, and per episode ("per_episode")
     the way evaluation in imagination reads the probe: an episode succeeds when any of its frames passes 0.5,
@@ -54,10 +63,8 @@ def probe_metrics(probe: StateSuccessProbe, arrays: dict[str, np.ndarray]) -> di
     truth = arrays["success"] > 0.5
     true_positive = float((said & truth).sum())
     outcomes = arrays["episode_success"]
-    episode_said = np.zeros(len(outcomes), bool)
-    np.logical_or.at(episode_said, arrays["episode"], said)
     successes, failures = int(outcomes.sum()), int((~outcomes).sum())
-    detected, false_alarms = int((episode_said & outcomes).sum()), int((episode_said & ~outcomes).sum())
+    detected, false_alarms = episode_detection(said, arrays["episode"], outcomes)
     return {
         "position_error_cm": errors,
         "success_precision": true_positive / max(1.0, float(said.sum())),
