@@ -2,10 +2,12 @@
 
 `DeviceConfig` (precision, accelerator, devices, strategy, nodes) is shared by every trainer config, so that
 moving any run from a laptop CPU to several GPUs is a config change (`trainer.accelerator=gpu
-trainer.devices=4 trainer.strategy=ddp`), never a code change. `TrainerConfig` adds what the world model and
-the probe share — steps, batch size, optimiser, EMA, checkpoint/validation cadence.
+trainer.devices=4 trainer.strategy=ddp`), never a code change. `TrainerConfig` adds what the world model, the
+probe and the policies share — steps, batch size, optimiser, EMA, checkpoint/validation cadence, threads.
 `build_trainer` turns it into a `lightning.Trainer` with EMA weights, step-based checkpoints in
-<out>/checkpoints (last.ckpt is what `resume=true` continues from) and a CSV log in <out>/logs.
+<out>/checkpoints (last.ckpt is what `resume=true` continues from) and a CSV log in <out>/logs; each model adds
+its own export of the EMA weights (world model and probe: <out>/model; policies: one
+<out>/checkpoints/step_<N>/ per checkpoint).
 
 This module imports Lightning (and torch) only inside its functions; modeling code never imports Lightning.
 """
@@ -16,7 +18,7 @@ import math
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from robodream.errors import RobodreamError
 
@@ -98,9 +100,14 @@ class TrainerConfig(DeviceConfig):
     log_every_steps: int = 25
     num_workers: int = 0
     seed: int = 0
-    #: torch CPU threads (None: torch's default, all cores)
+    #: torch CPU threads (None: torch's default, all cores). On a 2-core machine that other work shares, 2
+    #: threads ran a small network 12x slower than 1 (OpenMP threads spin-waiting for a busy core)
     threads: int | None = None
     progress_bar: bool = True
+
+    #: keys of the policy trainer before policies moved onto this one: old key -> current key
+    LEGACY_KEYS: ClassVar[dict[str, str]] = {"lr": "learning_rate", "checkpoint_every": "checkpoint_every_steps",
+                                             "progress": "progress_bar", "ema_max_decay": "ema_decay"}
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -112,6 +119,18 @@ class TrainerConfig(DeviceConfig):
             raise RobodreamError(f"trainer.ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.learning_rate <= 0:
             raise RobodreamError(f"trainer.learning_rate must be > 0, got {self.learning_rate}")
+        if self.warmup_steps < 0 or not 0 <= self.final_lr_fraction <= 1:
+            raise RobodreamError("trainer: warmup_steps must be >= 0 and final_lr_fraction in [0, 1]")
+        if self.threads is not None and self.threads < 1:
+            raise RobodreamError(f"trainer.threads must be >= 1 or null (torch's default), got {self.threads}")
+
+    @classmethod
+    def translate_legacy(cls, key: str, value: Any) -> list[tuple[str, Any]] | None:
+        """The current keys for a key of the old policy trainer (see pipeline/config.py); None: not a legacy key.
+        `ema: false` is `ema_decay: 0`; `ema: true` is the default."""
+        if key == "ema":
+            return [] if value else [("ema_decay", 0.0)]
+        return [(cls.LEGACY_KEYS[key], value)] if key in cls.LEGACY_KEYS else None
 
 
 def ema_decay_at(step: int, cfg: TrainerConfig) -> float:
@@ -140,6 +159,13 @@ def make_optimizer(parameters, cfg: TrainerConfig) -> dict[str, Any]:
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
+def launched_as_rank_zero() -> bool:
+    """Whether this is the process the user started, before Lightning has set up distributed training: the
+    processes Lightning's DDP launcher starts for the other devices (and torchrun, SLURM) carry their rank in
+    these variables. Used for the writes before `fit`; after it, `trainer.is_global_zero` says the same."""
+    return all(int(os.environ.get(name, "0")) == 0 for name in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
+
+
 def checkpoint_dir(out: str | os.PathLike) -> Path:
     return Path(out) / "checkpoints"
 
@@ -165,8 +191,15 @@ def prepare_run_dir(out: str | os.PathLike, resume: bool, overwrite: bool) -> Pa
     return existing if resume else None
 
 
-def build_trainer(cfg: TrainerConfig, out: str | os.PathLike, callbacks: list | None = None):
-    """A Lightning Trainer for `cfg` writing under `out`."""
+def build_trainer(cfg: TrainerConfig, out: str | os.PathLike, callbacks: list | None = None,
+                  keep_checkpoints: bool = True, step_progress: bool = False):
+    """A Lightning Trainer for `cfg` writing under `out`.
+
+    keep_checkpoints: keep a resumable Lightning checkpoint every checkpoint_every_steps (False: only last.ckpt,
+    for models that export their own kept checkpoints). step_progress: one bar over optimiser steps with the
+    smoothed loss and steps/s (`StepProgress`) instead of Lightning's per-epoch bar, for loaders whose epochs
+    are short.
+    """
     import lightning as L
     import torch
     from lightning.pytorch.callbacks import ModelCheckpoint, WeightAveraging
@@ -179,8 +212,12 @@ def build_trainer(cfg: TrainerConfig, out: str | os.PathLike, callbacks: list | 
     # (its restored last_model_path names the old directory), and the next resume would start from the old last.
     all_callbacks.append(ModelCheckpoint(dirpath=checkpoint_dir(out), filename="step_{step:07d}",
                                          every_n_train_steps=cfg.checkpoint_every_steps, save_last=True,
-                                         save_top_k=-1, auto_insert_metric_name=False,
+                                         save_top_k=-1 if keep_checkpoints else 0, auto_insert_metric_name=False,
                                          enable_version_counter=False))
+    if step_progress:
+        from robodream.callbacks import StepProgress
+
+        all_callbacks.append(StepProgress(cfg.max_steps, enabled=cfg.progress_bar))
     if cfg.ema_decay > 0:
         @torch.no_grad()
         def warmup_ema(averaged, current, num_averaged):
@@ -200,7 +237,7 @@ def build_trainer(cfg: TrainerConfig, out: str | os.PathLike, callbacks: list | 
         callbacks=all_callbacks,
         logger=CSVLogger(str(out), name="logs"),  # logs/version_N: a resumed run adds a version
         default_root_dir=str(out),
-        enable_progress_bar=cfg.progress_bar,
+        enable_progress_bar=cfg.progress_bar and not step_progress,
         enable_model_summary=False,
         num_sanity_val_steps=0,
         use_distributed_sampler=True,

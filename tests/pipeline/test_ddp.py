@@ -47,6 +47,6 @@ def test_policy_trains_with_ddp_on_two_cpu_processes(tiny_store, tmp_path):
     assert result.returncode == 0, output[-3000:]
     # rank 0 alone prints the summary, and counts the 2 training processes
     assert result.stdout.count("steps        4") == 1 and "devices      2" in result.stdout
-    assert (out / "lightning" / "last.ckpt").exists() and not (out / "lightning" / "last.tmp").exists()
+    assert (out / "checkpoints" / "last.ckpt").exists()
     policy = load_pretrained(out / "checkpoints" / "step_4")
     assert policy.config.type == "bc"

@@ -23,9 +23,9 @@ def tiny_config(policy_type: str = "diffusion", *overrides: str) -> PolicyConfig
 def train_args(store, out, policy_type: str = "diffusion", steps: int = 30, *extra: str) -> list[str]:
     """key=value arguments of a tiny train-policy run."""
     return [f"data={store}", f"out={out}", f"policy={TINY}", f"policy.type={policy_type}",
-            *[f"policy.{o}" for o in SMALL], f"trainer.max_steps={steps}", f"trainer.checkpoint_every={steps}",
-            "trainer.batch_size=8", "trainer.lr=1e-2", "trainer.warmup_steps=0", "trainer.ema=false",
-            "trainer.progress=false", "trainer.threads=1", *extra]
+            *[f"policy.{o}" for o in SMALL], f"trainer.max_steps={steps}",
+            f"trainer.checkpoint_every_steps={steps}", "trainer.batch_size=8", "trainer.learning_rate=1e-2",
+            "trainer.warmup_steps=0", "trainer.ema_decay=0", "trainer.progress_bar=false", "trainer.threads=1", *extra]
 
 
 @pytest.fixture(params=["diffusion", "bc"])

@@ -6,11 +6,14 @@
 Order of precedence: dataclass defaults < YAML files (in order) < `key=value` overrides (in order). An
 override whose value is a .yaml/.yml path and whose key names a sub-config merges that file into the
 sub-config. Unknown keys and wrongly typed values stop with one line naming the key and the valid ones.
+A config class may accept the keys of an older version: its `translate_legacy(key, value)` returns the
+current (key, value) pairs for a retired key (none to drop it), and a `deprecated:` line says what to write now.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import fields, is_dataclass
 from pathlib import Path
@@ -53,8 +56,31 @@ def _explain(exc: OmegaConfBaseException, where: str, base: DictConfig) -> Robod
     return RobodreamError(f"invalid config ({where}): {str(exc).splitlines()[0]}")
 
 
+def _translate_legacy(base: DictConfig, update: DictConfig, where: str, path: str = "") -> DictConfig:
+    """`update` with the retired keys of every sub-config of `base` that knows them replaced by current ones."""
+    schema = OmegaConf.get_type(base)
+    translate = getattr(schema, "translate_legacy", None)
+    renamed = {}
+    for key, value in update.items_ex(resolve=False):
+        name = f"{path}{key}"
+        current = base.get(key) if key in base else None
+        if isinstance(value, DictConfig) and isinstance(current, DictConfig):
+            value = _translate_legacy(current, value, where, f"{name}.")
+        elif translate is not None and key not in base:
+            pairs = translate(str(key), value)
+            if pairs is not None:
+                now = ", ".join(f"{path}{k}={v}" for k, v in pairs) or "nothing (it is the default)"
+                print(f"deprecated: {name}={value} ({where}) is now {now}", file=sys.stderr)
+                renamed.update(pairs)
+                continue
+        renamed[key] = value
+    return OmegaConf.create(renamed)
+
+
 def _merge(base: DictConfig, update: Any, where: str) -> DictConfig:
     try:
+        if isinstance(update, DictConfig):
+            update = _translate_legacy(base, update, where)
         return OmegaConf.merge(base, update)
     except OmegaConfBaseException as exc:
         raise _explain(exc, where, base) from None

@@ -2,12 +2,14 @@
 
     robodream train-policy data=data/push.zarr policy=configs/policy/diffusion.yaml out=runs/policy
     robodream train-policy data=real.zarr:0.7,synthetic.zarr:0.3 policy=configs/policy/bc.yaml
-    robodream train-policy out=runs/policy resume=true          # continue from runs/policy/lightning/last.ckpt
+    robodream train-policy out=runs/policy resume=true          # continue from runs/policy/checkpoints/last.ckpt
 
 Steps: open the stores and check they hold what the policy needs -> pool their normalisation stats with the
-mixing weights -> build the policy (normaliser inside) -> train for trainer.max_steps with EMA, saving
-`checkpoints/step_<N>/` every trainer.checkpoint_every steps (kept: a run yields a series of checkpoints to
-evaluate with `robodream eval --checkpoints <out>`) -> summary.
+mixing weights -> fix the policy's time layout for the data's task (`policy.per_task`) -> build the policy
+(normaliser inside) -> train for trainer.max_steps with robodream's one trainer (trainer.py: EMA, warm-up +
+cosine LR, `checkpoints/last.ckpt`), keeping the EMA policy as `checkpoints/step_<N>/` every
+trainer.checkpoint_every_steps (a run yields a series of checkpoints to evaluate with
+`robodream eval --checkpoints <out>`) -> summary.
 """
 
 from __future__ import annotations
@@ -24,39 +26,18 @@ from omegaconf import OmegaConf
 from robodream.errors import RobodreamError
 from robodream.pipeline.config import save_config, to_dict
 from robodream.policies.configuration import PolicyConfig
-from robodream.trainer import DeviceConfig
+from robodream.trainer import TrainerConfig
 
 
-@dataclass
-class TrainerConfig(DeviceConfig):
-    """Optimisation and bookkeeping (Chi et al.'s recipe, scaled for CPU); placement (devices, strategy) as for
-    every robodream trainer."""
-
-    #: one device unless asked: a policy this size trains well on one GPU, and inside `robodream run` several
-    #: devices would make Lightning's launcher re-run the whole pipeline for the other ranks
-    devices: str = "1"
-
-    max_steps: int = 10_000
-    batch_size: int = 64
-    lr: float = 1e-4
-    weight_decay: float = 1e-6
-    warmup_steps: int = 500
-    ema: bool = True  # evaluate and save EMA weights (decay warms up as 1 - (1 + k)^-ema_power)
-    ema_power: float = 0.75
-    ema_max_decay: float = 0.9999
-    checkpoint_every: int = 1000  # steps between kept checkpoints (and last.ckpt for resuming)
-    num_workers: int = 0  # DataLoader processes; windows come from RAM, so 0 is usually fastest
-    threads: int | None = None  # torch CPU threads (null: torch's default, one per core)
-    seed: int = 0
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        for name in ("max_steps", "batch_size", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise RobodreamError(f"trainer.{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0 or self.warmup_steps < 0 or not 0 <= self.ema_max_decay < 1:
-            raise RobodreamError("trainer: lr must be > 0, warmup_steps >= 0 and ema_max_decay in [0, 1)")
+def policy_trainer(**changes: Any) -> TrainerConfig:
+    """The trainer defaults of a policy (robodream's one TrainerConfig; docs/benchmarks.md, "Policies"): batch 32,
+    learning rate 1e-3 with a 500-step warm-up and a cosine decay to 0, one CPU thread (a small network gains little
+    from a second one, and loses 12x when another job shares the cores), a kept checkpoint every 2000 steps. One
+    device unless asked: inside `robodream run` several devices would make Lightning's launcher re-run the whole
+    pipeline for the other ranks."""
+    defaults = dict(max_steps=10_000, batch_size=32, learning_rate=1e-3, weight_decay=1e-6, warmup_steps=500,
+                    final_lr_fraction=0.0, checkpoint_every_steps=2000, threads=1, devices="1")
+    return TrainerConfig(**(defaults | changes))
 
 
 def parse_data(data: Any) -> list[dict[str, Any]]:
@@ -103,7 +84,7 @@ class TrainPolicyConfig:
     resume: bool = False  # continue the run in `out` from its lightning/last.ckpt
     overwrite: bool = False  # replace an existing run in `out`
     policy: PolicyConfig = field(default_factory=PolicyConfig)
-    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    trainer: TrainerConfig = field(default_factory=policy_trainer)
 
     def __post_init__(self) -> None:
         if self.resume and self.overwrite:
@@ -181,38 +162,32 @@ def open_training_data(cfg: TrainPolicyConfig):
     return stores, features, stats["features"]
 
 
-def _is_rank_zero() -> bool:
-    """False in the extra processes a multi-device strategy launches (they re-run this command line)."""
-    from lightning.pytorch.utilities import rank_zero_only
-
-    return rank_zero_only.rank == 0
-
-
 def _prepare_out(cfg: TrainPolicyConfig) -> Path | None:
     """Check `out` against resume/overwrite; returns the checkpoint to resume from (or None)."""
     import shutil
 
-    from robodream.policies.system import CHECKPOINTS, LIGHTNING
+    from robodream.trainer import last_checkpoint, launched_as_rank_zero, prepare_run_dir
 
     out = Path(cfg.out)
-    last = out / LIGHTNING / "last.ckpt"
-    if not _is_rank_zero():  # rank 0 has checked and prepared `out` before it launched this process
-        return last if cfg.resume and last.exists() else None
-    has_run = (out / CHECKPOINTS).exists() or last.exists()
+    if not launched_as_rank_zero():  # rank 0 has checked and prepared `out` before it launched this process
+        return last_checkpoint(out) if cfg.resume else None
+    legacy = out / "lightning" / "last.ckpt"  # the layout of policy runs before the one trainer
+    if legacy.exists() and cfg.resume:
+        raise RobodreamError(f"cannot resume {out}: it was trained by an older robodream ({legacy}); its "
+                             "checkpoints/step_<N> still evaluate, but continue it with overwrite=true or another out=")
+    if legacy.exists() and not cfg.overwrite:
+        raise RobodreamError(f"{out} already holds a training run: pass overwrite=true to replace it, or another out=")
     if cfg.resume:
         saved = _saved_config(out)
         for part in ("policy", "data"):
             if saved.get(part) != to_dict(cfg)[part]:
                 raise RobodreamError(f"cannot resume {out}: it was trained with a different {part} config; use the "
                                      f"same {part} settings or another out=")
-        return last if last.exists() else None
-    if has_run and not cfg.overwrite:
-        raise RobodreamError(f"{out} already holds a training run: pass resume=true to continue it, overwrite=true "
-                             "to replace it, or another out=")
-    if has_run:
-        for part in (CHECKPOINTS, LIGHTNING, "logs"):
+    resume_from = prepare_run_dir(out, cfg.resume, cfg.overwrite)
+    if cfg.overwrite:  # prepare_run_dir removed checkpoints/; the old logs go too, and an older layout's folder
+        for part in ("lightning", "logs"):
             shutil.rmtree(out / part, ignore_errors=True)
-    return None
+    return resume_from
 
 
 def _quiet_lightning() -> None:
@@ -228,12 +203,13 @@ def train_policy(cfg: TrainPolicyConfig) -> TrainSummary:
     """Train as configured (see the module docstring); returns the summary."""
     import lightning as L
     import torch
-    from lightning.pytorch.loggers import CSVLogger
 
+    from robodream.callbacks import StepProgress, find_callback
     from robodream.datasets.mixture import MixtureDataset, make_mixture_loader
     from robodream.datasets.windows import WindowDataset, make_loader
     from robodream.policies.pretrained import make_policy
-    from robodream.policies.system import PolicySystem, RunCheckpoints, StepProgress, ema_callback
+    from robodream.policies.system import PolicyCheckpoints, PolicySystem
+    from robodream.trainer import build_trainer, launched_as_rank_zero
 
     _quiet_lightning()
     t = cfg.trainer
@@ -241,8 +217,9 @@ def train_policy(cfg: TrainPolicyConfig) -> TrainSummary:
         torch.set_num_threads(t.threads)
     resume_from = _prepare_out(cfg)
     stores, features, stats = open_training_data(cfg)
+    policy_cfg = cfg.policy.for_task(stores[0].task)
     L.seed_everything(t.seed, verbose=False)
-    policy = make_policy(cfg.policy, features, stats)
+    policy = make_policy(policy_cfg, features, stats)
     windows = [WindowDataset(store, policy.delta_indices()) for store in stores]
     if len(windows) == 1:
         loader = make_loader(windows[0], t.batch_size, shuffle=True, num_workers=t.num_workers, drop_last=True,
@@ -254,7 +231,7 @@ def train_policy(cfg: TrainPolicyConfig) -> TrainSummary:
         raise RobodreamError(f"the data holds {sum(len(w) for w in windows)} frames, fewer than one batch of "
                              f"trainer.batch_size={t.batch_size}: lower the batch size or record more episodes")
     out = Path(cfg.out)
-    if _is_rank_zero():
+    if launched_as_rank_zero():
         save_config(cfg, out / "config.yaml")
 
     def training_info(step: int) -> dict[str, Any]:
@@ -262,27 +239,23 @@ def train_policy(cfg: TrainPolicyConfig) -> TrainSummary:
                 "run": str(out), "data": [{**s, "episodes": st.num_episodes, "frames": st.num_frames}
                                           for s, st in zip(cfg.data, stores, strict=True)]}
 
-    checkpoints = RunCheckpoints(out, t.checkpoint_every, t.max_steps, training_info)
-    progress = StepProgress(t.max_steps, enabled=t.progress)
-    callbacks = ([ema_callback(t.ema_power, t.ema_max_decay)] if t.ema else []) + [checkpoints, progress]
+    checkpoints = PolicyCheckpoints(out, t.checkpoint_every_steps, t.max_steps, training_info)
     # Under DDP Lightning gives each process a DistributedSampler over the loader's own sampler (the mixture's
     # weighted sampler included), so the mixing ratio holds per device.
-    trainer = L.Trainer(max_steps=t.max_steps, **t.device_kwargs(), callbacks=callbacks,
-                        logger=CSVLogger(out, name="logs"), log_every_n_steps=min(50, t.max_steps),
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        num_sanity_val_steps=0, limit_val_batches=0)
-    system = PolicySystem(policy, lr=t.lr, weight_decay=t.weight_decay, warmup_steps=t.warmup_steps,
-                          max_steps=t.max_steps)
+    trainer = build_trainer(t, out, [checkpoints], keep_checkpoints=False, step_progress=True)
     started = time.monotonic()
-    trainer.fit(system, loader, ckpt_path=str(resume_from) if resume_from else None)
+    trainer.fit(PolicySystem(policy, t), loader, ckpt_path=str(resume_from) if resume_from else None)
     elapsed = time.monotonic() - started
+    progress = find_callback(trainer, StepProgress)
     return TrainSummary(out, trainer.global_step, progress.start_step, elapsed, progress.steps_per_s(trainer),
                         progress.loss, checkpoints.saved, trainer.world_size)
 
 
 def run_train_policy(cfg: TrainPolicyConfig) -> int:
     """CLI entry: train and print the summary."""
+    from robodream.trainer import launched_as_rank_zero
+
     summary = train_policy(cfg)
-    if _is_rank_zero():
+    if launched_as_rank_zero():
         print("\n".join(summary.lines()))
     return 0

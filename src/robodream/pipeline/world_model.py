@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -67,7 +66,7 @@ def train_world_model(cfg: TrainWorldModelConfig) -> Path:
 
     from robodream.datasets.reader import EpisodeStore
     from robodream.pipeline.config import save_config
-    from robodream.trainer import build_trainer, prepare_run_dir
+    from robodream.trainer import build_trainer, launched_as_rank_zero, prepare_run_dir
     from robodream.world_models.model import WorldModel
     from robodream.world_models.training import WorldModelDataModule, WorldModelSystem
 
@@ -105,13 +104,6 @@ def train_world_model(cfg: TrainWorldModelConfig) -> Path:
           + ", ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items()) if k.startswith("val/"))
           + f"\nmodel      {out / 'model'}\nval strips {out / 'val'}")
     return out / "model"
-
-
-def launched_as_rank_zero() -> bool:
-    """Whether this is the process the user started, before Lightning has set up distributed training: the
-    processes Lightning's DDP launcher starts for the other devices (and torchrun, SLURM) carry their rank in
-    these variables. Used for the writes before `fit`; after it, `trainer.is_global_zero` says the same."""
-    return all(int(os.environ.get(name, "0")) == 0 for name in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
 
 
 def _check_same_model(saved_config: Path, model_cfg: WorldModelConfig) -> None:

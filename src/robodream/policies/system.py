@@ -1,42 +1,35 @@
-"""The Lightning "system" around a policy: loss, optimiser, LR schedule, EMA, checkpoints, progress.
+"""The Lightning "system" around a policy: its loss, and the export of its EMA weights as kept checkpoints.
 
-The modeling files know nothing of Lightning; this module is the only one in policies/ that imports it.
-Training choices follow Chi et al. 2023 (Diffusion Policy, appendix A.4): AdamW (betas 0.95/0.999, weight
-decay 1e-6), cosine learning-rate decay after a linear warm-up, and an EMA of the weights whose decay warms
-up as 1 - (1 + step)^-0.75 (the EMAModel of their code and of diffusers), capped at 0.9999. The EMA weights
-are the ones saved in policy checkpoints and evaluated.
+The modeling files know nothing of Lightning; this module is the only one in policies/ that imports it. The
+loop itself is robodream's one trainer (robodream/trainer.py), shared with the world model and the probe:
+AdamW with a linear warm-up and cosine decay, an EMA of the weights whose decay warms up as
+1 - (1 + k)^-0.75 (Diffusion Policy's EMAModel), gradient clipping, `checkpoints/last.ckpt` for `resume=true`.
+What a policy adds is `PolicyCheckpoints`: every checkpoint_every_steps steps (and at the last one) the EMA
+weights as a save_pretrained directory `checkpoints/step_<N>/`, loadable without Lightning, kept, so that a run
+yields a series of policies to evaluate (`robodream eval --checkpoints <run>`).
 """
 
 from __future__ import annotations
 
-import math
-import sys
-import time
 from collections.abc import Callable, Mapping
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import WeightAveraging
-from tqdm import tqdm
 
 from robodream.policies.pretrained import save_pretrained
-
-CHECKPOINTS = "checkpoints"  # save_pretrained directories, one per saved step (kept)
-LIGHTNING = "lightning"  # Lightning's resumable last.ckpt (optimizer, LR schedule, EMA, loop state)
+from robodream.trainer import TrainerConfig, checkpoint_dir, make_optimizer
 
 
 class PolicySystem(L.LightningModule):
     """Trains `policy` with its own `compute_loss`."""
 
-    def __init__(self, policy: torch.nn.Module, lr: float = 1e-4, weight_decay: float = 1e-6,
-                 warmup_steps: int = 500, max_steps: int = 10_000, betas: tuple[float, float] = (0.95, 0.999)):
+    def __init__(self, policy: torch.nn.Module, trainer_cfg: TrainerConfig):
         super().__init__()
         self.policy = policy
-        self.lr, self.weight_decay, self.betas = lr, weight_decay, betas
-        self.warmup_steps, self.max_steps = warmup_steps, max_steps
+        self.trainer_cfg = trainer_cfg
 
     def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.policy.compute_loss(batch)
@@ -44,31 +37,7 @@ class PolicySystem(L.LightningModule):
         return loss
 
     def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = torch.optim.AdamW(self.parameters(), lr=self.lr, betas=self.betas,
-                                      weight_decay=self.weight_decay)
-        schedule = partial(_warmup_cosine, warmup=self.warmup_steps, total=self.max_steps)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-
-def _warmup_cosine(step: int, warmup: int, total: int) -> float:
-    """Linear warm-up to 1, then half a cosine down to 0 at `total` (diffusers' get_cosine_schedule_with_warmup)."""
-    if step < warmup:
-        return (step + 1) / max(1, warmup)
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def _warmup_ema(averaged: torch.Tensor, current: torch.Tensor, num_averaged: torch.Tensor, power: float,
-                max_decay: float) -> torch.Tensor:
-    # decay_k = 1 - (1 + k)^-power: small at first so early checkpoints are not dominated by the random init
-    decay = min(max_decay, 1.0 - (1.0 + float(num_averaged)) ** -power)
-    return averaged + (current - averaged) * (1.0 - decay)
-
-
-def ema_callback(power: float = 0.75, max_decay: float = 0.9999) -> WeightAveraging:
-    """Lightning's weight-averaging callback with the warm-up EMA of Diffusion Policy."""
-    return WeightAveraging(avg_fn=partial(_warmup_ema, power=power, max_decay=max_decay))
+        return make_optimizer(self.parameters(), self.trainer_cfg)
 
 
 def averaged_policy(trainer: L.Trainer, system: PolicySystem) -> torch.nn.Module:
@@ -81,9 +50,17 @@ def averaged_policy(trainer: L.Trainer, system: PolicySystem) -> torch.nn.Module
     return system.policy
 
 
-class RunCheckpoints(L.Callback):
-    """Every `every_n_steps` (and at the last step): a kept policy checkpoint `checkpoints/step_<N>/` (EMA
-    weights, loadable without Lightning) and Lightning's resumable `lightning/last.ckpt` (overwritten)."""
+def step_checkpoint(out: str | Path, step: int) -> Path:
+    """Where a run in `out` keeps the policy of training step `step`."""
+    return checkpoint_dir(out) / f"step_{step}"
+
+
+class PolicyCheckpoints(L.Callback):
+    """Every `every_n_steps` steps and at the last step: the EMA policy as `checkpoints/step_<N>/` (kept).
+
+    Only rank 0 writes (every rank holds the same weights under DDP). `training_info(step)` is recorded in the
+    checkpoint's config.json (task, fps, data) so that evaluation can check it against the env.
+    """
 
     def __init__(self, run_dir: str | Path, every_n_steps: int, max_steps: int,
                  training_info: Callable[[int], dict] | None = None):
@@ -96,51 +73,6 @@ class RunCheckpoints(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: PolicySystem, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         step = trainer.global_step
-        if step % self.every == 0 or step >= self.max_steps:
-            self.save(trainer, pl_module, step)
-
-    def save(self, trainer: L.Trainer, pl_module: PolicySystem, step: int) -> None:
-        # Every rank holds the same weights under DDP: rank 0 writes; save_checkpoint is collective (all ranks
-        # call it, the strategy writes once).
-        if trainer.is_global_zero:
+        if (step % self.every == 0 or step >= self.max_steps) and trainer.is_global_zero:
             policy = averaged_policy(trainer, pl_module)
-            self.saved.append(save_pretrained(policy, self.run_dir / CHECKPOINTS / f"step_{step}",
-                                              self.training_info(step)))
-        last = self.run_dir / LIGHTNING / "last.ckpt"
-        last.parent.mkdir(parents=True, exist_ok=True)
-        trainer.save_checkpoint(last.with_suffix(".tmp"))
-        if trainer.is_global_zero:
-            last.with_suffix(".tmp").replace(last)  # atomic: a crash while saving keeps the previous last.ckpt
-
-
-class StepProgress(L.Callback):
-    """One progress bar over optimiser steps (not epochs) with the smoothed loss and steps/s."""
-
-    def __init__(self, max_steps: int, enabled: bool = True, smoothing: float = 0.98):
-        self.max_steps, self.enabled, self.smoothing = max_steps, enabled, smoothing
-        self.loss: float | None = None
-        self.bar: tqdm | None = None
-        self.start_step = 0
-        self.started = 0.0
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.start_step = trainer.global_step
-        self.started = time.monotonic()
-        self.bar = tqdm(total=self.max_steps, initial=trainer.global_step, desc="train", unit="step",
-                        disable=not (self.enabled and trainer.is_global_zero), dynamic_ncols=True, file=sys.stderr)
-
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
-        loss = float(outputs["loss"]) if isinstance(outputs, Mapping) else float(outputs)
-        self.loss = loss if self.loss is None else self.smoothing * self.loss + (1 - self.smoothing) * loss
-        if self.bar is not None:
-            self.bar.update(trainer.global_step - self.bar.n)
-            self.bar.set_postfix_str(f"loss {self.loss:.4f}, {self.steps_per_s(trainer):.2f} steps/s")
-
-    def steps_per_s(self, trainer: L.Trainer) -> float:
-        elapsed = time.monotonic() - self.started
-        return (trainer.global_step - self.start_step) / elapsed if elapsed > 0 else 0.0
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.bar is not None:
-            self.bar.close()
+            self.saved.append(save_pretrained(policy, step_checkpoint(self.run_dir, step), self.training_info(step)))

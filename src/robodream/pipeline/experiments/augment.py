@@ -29,7 +29,7 @@ from robodream.pipeline.config import save_config, to_dict
 from robodream.pipeline.generate import SOURCES, GenerateFilterConfig
 from robodream.pipeline.merge import merge_stage
 from robodream.pipeline.stages import Previous, Stage, StageResult, fingerprint, run_stages
-from robodream.pipeline.train_policy import TrainerConfig as PolicyTrainerConfig
+from robodream.pipeline.train_policy import policy_trainer
 from robodream.policies.configuration import PolicyConfig
 from robodream.robots.sim.env import EnvConfig
 from robodream.robots.sim.experts import ExpertConfig
@@ -94,7 +94,7 @@ class SyntheticConfig:
 @dataclass
 class PolicySection:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
-    trainer: PolicyTrainerConfig = field(default_factory=PolicyTrainerConfig)
+    trainer: TrainerConfig = field(default_factory=policy_trainer)
 
 
 @dataclass
@@ -208,7 +208,7 @@ def _policy_stages(cfg: AugmentConfig, arm: str, data: dict[str, str], seed: int
     The synthetic part is read from generate.json at run time: a generation that kept nothing leaves no store,
     and the policy then trains on the real demos alone (recorded as 0 kept in the tables).
     """
-    trainer = replace(cfg.policy.trainer, seed=seed, progress=cfg.progress)
+    trainer = replace(cfg.policy.trainer, seed=seed, progress_bar=cfg.progress)
     run_dir = out / f"policy_{arm}"
     final = run_dir / "checkpoints" / f"step_{trainer.max_steps}"
 
@@ -221,7 +221,7 @@ def _policy_stages(cfg: AugmentConfig, arm: str, data: dict[str, str], seed: int
             if kept["kept"]:
                 sources = [{"path": data["real"], "weight": 1 - cfg.synthetic.weight},
                            {"path": kept["store"], "weight": cfg.synthetic.weight}]
-        resume = previous.resumes(run_dir / "lightning" / "last.ckpt")
+        resume = previous.resumes(run_dir / "checkpoints" / "last.ckpt")
         summary = train_policy(TrainPolicyConfig(data=sources, out=str(run_dir), policy=cfg.policy.policy,
                                                  trainer=trainer, resume=resume, overwrite=not resume))
         return StageResult(f"{summary.steps} steps on {len(sources)} store(s)" + (" (resumed)" if resume else ""),
@@ -239,7 +239,7 @@ def _policy_stages(cfg: AugmentConfig, arm: str, data: dict[str, str], seed: int
         return StageResult(f"success {result.pc_success:.0f}%", [("eval", str(eval_dir / "eval_info.json"))])
 
     train_config = {"policy": to_dict(cfg.policy.policy),
-                    "trainer": {k: v for k, v in to_dict(trainer).items() if k not in ("progress", "threads")}}
+                    "trainer": {k: v for k, v in to_dict(trainer).items() if k not in ("progress_bar", "threads")}}
     if "synthetic" in data:
         train_config["synthetic_weight"] = cfg.synthetic.weight
     eval_config = {k: v for k, v in to_dict(cfg.eval).items() if k != "workers"} | {"env": to_dict(cfg.real.env)}
