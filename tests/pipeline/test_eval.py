@@ -20,7 +20,7 @@ from robodream.pipeline.harness import eval_info, evaluate, run_episode
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "configs" / "policy" / "tiny.yaml"
 EPISODE_KEYS = {"episode_ix", "sum_reward", "max_reward", "success", "seed"}
-AGGREGATED_KEYS = {"avg_sum_reward", "avg_max_reward", "pc_success", "eval_s", "eval_ep_s"}
+AGGREGATED_KEYS = {"avg_sum_reward", "avg_max_reward", "pc_success", "pc_success_ci95", "eval_s", "eval_ep_s"}
 
 
 class LineEnv:
@@ -56,6 +56,8 @@ def test_the_harness_runs_any_env_and_agent_and_imports_no_simulator():
     assert [r.success for r in results] == [True, True, False, False]
     info = eval_info(results[2:], eval_s=2.0)
     assert info["aggregated"]["pc_success"] == 0.0 and info["aggregated"]["eval_ep_s"] == 1.0
+    low, high = info["aggregated"]["pc_success_ci95"]  # Wilson: 0 of 2 is not "certainly 0%"
+    assert low == 0.0 and 60 < high < 70
     assert [e["seed"] for e in info["per_episode"]] == [1, 2]
     code = "import sys, robodream.pipeline.harness; assert 'pybullet' not in sys.modules and 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -69,7 +71,7 @@ def policy_run(tmp_path_factory):
     collect(build_config(CollectConfig, ["task=push_cube", "episodes=2", "workers=0", f"out={store}",
                                          "env.image_size=32"]), progress=False)
     assert main(["train-policy", f"data={store}", f"out={root / 'run'}", f"policy={TINY}", "trainer.max_steps=4",
-                 "trainer.checkpoint_every=2", "trainer.batch_size=16", "trainer.progress=false"]) == 0
+                 "trainer.checkpoint_every_steps=2", "trainer.batch_size=16", "trainer.progress_bar=false"]) == 0
     return root / "run"
 
 
@@ -101,6 +103,7 @@ def test_eval_the_scripted_expert_through_the_same_harness(tmp_path):
     [result] = run_evaluation(cfg)
     info = _check_eval_info(tmp_path / "expert" / "eval_info.json", 2, 1000)
     assert result.pc_success == 100.0 and info["aggregated"]["avg_max_reward"] == 1.0
+    assert result.success_text == "2/2 = 100% (95% CI 34-100%)"
 
 
 def test_eval_every_checkpoint_of_a_run(policy_run, tmp_path):
@@ -122,7 +125,7 @@ def test_a_checkpoint_that_does_not_fit_the_task_is_refused(policy_run, tiny_sto
     run = tmp_path / "tiny_run"
     assert main(["train-policy", f"data={tiny_store}", f"out={run}", f"policy={TINY}", "policy.horizon=4",
                  "policy.n_action_steps=2", "trainer.max_steps=1", "trainer.batch_size=4",
-                 "trainer.progress=false"]) == 0
+                 "trainer.progress_bar=false"]) == 0
     assert main(["eval", f"policy={run}/checkpoints/step_1", "task=push_cube", "env.image_size=16",
                  f"out={tmp_path / 'b'}"]) == 2
     assert "expects observation.state of shape [3] but task push_cube (env.image_size=16) has [11]" in \

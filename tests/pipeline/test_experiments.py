@@ -19,7 +19,7 @@ from robodream.pipeline.cli import main
 from robodream.pipeline.experiments.augment_report import RUN_COLUMNS, SUMMARY_COLUMNS
 from robodream.pipeline.experiments.rank import COLUMNS as RANK_COLUMNS
 from robodream.pipeline.experiments.rank import correlation
-from robodream.pipeline.experiments.stats import mean_std, pearson, rankdata, spearman
+from robodream.stats import mean_std, pearson, rankdata, spearman
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 AUGMENT_STAGES = 10  # collect real + play, merge, train-wm, train-probe, 2 x (train-policy + eval), generate

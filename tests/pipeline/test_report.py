@@ -37,13 +37,17 @@ def test_run_writes_a_self_contained_report_and_its_markdown_twin(tiny_run):
         assert f"<h2>{title}</h2>" in html and f"## {title}" in markdown
     # Self-contained: every src is a data URI, nothing links out, no external style sheet or script.
     sources = re.findall(r'\bsrc="([^"]*)"', html)
-    assert len(sources) == 5  # 2 episode GIFs, 1 dream GIF, the fidelity plot, the success chart
+    # 2 episode GIFs, 1 dream GIF, the fidelity plot, the success chart, the policy's one evaluation episode (the
+    # first success and the first failure are shown; one episode is one of them)
+    assert len(sources) == 6
     assert all(s.startswith(("data:image/png;base64,", "data:image/gif;base64,")) for s in sources)
     assert "href=" not in html and "<link" not in html and "url(" not in html
     assert "push_cube.zarr" in html and "policy/checkpoints/step_4" in html and "robodream run " in html
     # The Markdown twin links the same images by relative path, and they exist.
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
-    assert len(links) == 5 and all((tiny_run / "report" / link).exists() for link in links)
+    assert len(links) == 6 and all((tiny_run / "report" / link).exists() for link in links)
+    assert sum(link.endswith(("eval_success.gif", "eval_failure.gif")) for link in links) == 1
+    assert "1/1 = 100% (95% CI 21-100%)" in markdown or "0/1 = 0% (95% CI 0-79%)" in markdown
 
 
 def test_report_command_says_which_sections_have_no_inputs(tiny_run, tmp_path, capsys):
@@ -75,7 +79,7 @@ def test_report_renders_in_headless_chromium_with_every_image_loaded(tiny_run, t
     common = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
     dom = subprocess.run([*common, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-2000:]
-    assert 'data-loaded="5/5"' in dom.stdout
+    assert 'data-loaded="6/6"' in dom.stdout
     shot = tmp_path / "shot.png"
     subprocess.run([*common, f"--screenshot={shot}", "--window-size=1100,1400", page.as_uri()],
                    capture_output=True, timeout=120, check=True)
@@ -87,7 +91,9 @@ def test_report_renders_in_headless_chromium_with_every_image_loaded(tiny_run, t
 
 def _eval_info(folder: Path, policy: str, env: str, pc_success: float) -> None:
     folder.mkdir(parents=True)
-    record = {"per_episode": [{"episode_ix": 0, "sum_reward": 0.0, "max_reward": 0.0, "success": True, "seed": 1000}],
+    wins = round(pc_success / 10)  # 10 episodes
+    record = {"per_episode": [{"episode_ix": i, "sum_reward": 0.0, "max_reward": 0.0, "success": i < wins,
+                               "seed": 1000 + i} for i in range(10)],
               "aggregated": {"pc_success": pc_success, "eval_s": 1.0},
               "info": {"policy": policy, "task": "push_cube", "env": env}}
     (folder / "eval_info.json").write_text(json.dumps(record))
@@ -99,8 +105,9 @@ def test_policies_evaluated_in_sim_and_imagination_get_a_rank_correlation(tmp_pa
         _eval_info(tmp_path / name / "imagination", name, "world_model", imagined)
     html_path, md_path = write_report(tmp_path)
     markdown = md_path.read_text()
-    assert "| augmented | - | push_cube | imagination | 1 | 70% |" in markdown  # "-": no checkpoint to read data from
+    # "-": no checkpoint to read data from; every rate with its n and 95% Wilson interval
+    assert "| augmented | - | push_cube | imagination | 10 | 7/10 = 70% (95% CI 40-89%) |" in markdown
     assert "| policy | training data | task | success in sim | success in imagination |" in markdown
-    assert "| augmented | - | push_cube | 60% | 70% |" in markdown
+    assert "| augmented | - | push_cube | 6/10 = 60% (95% CI 31-83%) | 7/10 = 70% (95% CI 40-89%) |" in markdown
     assert "Spearman rank correlation over 3 policies: +0.50" in markdown
     assert (tmp_path / "report" / "rank_scatter.png").exists() and "data:image/png" in html_path.read_text()

@@ -8,8 +8,9 @@
 
 Steps: resolve the checkpoint(s) and check their features against the task env (one line naming any
 mismatch) -> run episode i with seed `seed + i` in worker processes, each loading the policy and building
-its env once (harness.py) -> eval_info.json (LeRobot's shape) + eval_episode_<n>.mp4 for the first
-`videos` episodes -> summary. A sweep writes one such folder per checkpoint plus sweep.csv, sweep.json and
+its env once (harness.py) -> eval_info.json (LeRobot's shape, plus the success rate's 95% Wilson interval) +
+eval_episode_<n>.mp4 for the first `videos` episodes + eval_success.gif / eval_failure.gif (the first of each)
+-> summary. A sweep writes one such folder per checkpoint plus sweep.csv, sweep.json and
 success_vs_step.png. Seeds must be held out from training: collection uses 0..N-1, evaluation starts at 1000.
 """
 
@@ -34,6 +35,7 @@ from robodream.pipeline.imagination import ImaginationConfig, ImaginedEnvFactory
 from robodream.pipeline.interrupt import graceful_interrupt
 from robodream.robots.sim.env import EnvConfig
 from robodream.robots.sim.experts import ExpertConfig
+from robodream.stats import format_success
 
 EXPERT = "expert"
 STEP_DIR = re.compile(r"^step_(\d+)$")
@@ -50,6 +52,9 @@ class EvalConfig:
     seed: int = 1000  # episode i uses seed + i; keep clear of the training seeds (collect uses 0..N-1)
     workers: int = 2  # PyBullet worker processes (0 = this process)
     videos: int = 4  # eval_episode_<n>.mp4 for the first N episodes (per checkpoint in a sweep)
+    #: also eval_success.gif and eval_failure.gif: the first successful and the first failed episode, so that a
+    #: report can show what the policy does right and wrong whatever the first N episodes were
+    examples: bool = True
     video_scale: int = 4  # nearest-neighbour upscaling of the 64x64 camera for viewing
     out: str | None = None  # default: <run>/eval/<checkpoint>_<task>_seed<seed>, or runs/eval/...
     num_inference_steps: int | None = None  # override the diffusion policy's DDIM steps
@@ -149,11 +154,23 @@ def _agent_factories(cfg: EvalConfig, checkpoints: list[Path]) -> list:
             for c in checkpoints]
 
 
-def _write_videos(results: list[EpisodeResult], out: Path, fps: float, scale: int) -> list[str]:
-    from robodream.datasets.video import upscale, write_mp4
+def _write_videos(results: list[EpisodeResult], out: Path, fps: float, scale: int,
+                  first: int) -> tuple[list[str], dict]:
+    """eval_episode_<i>.mp4 for the first `first` episodes; eval_success.gif / eval_failure.gif for the first
+    episode of each outcome that has frames. Returns the MP4 paths and {outcome: {episode_ix, seed, gif}}."""
+    from robodream.datasets.video import upscale, write_gif, write_mp4
 
-    return [str(write_mp4(upscale(r.frames, scale), out / f"eval_episode_{i}.mp4", fps))
-            for i, r in enumerate(results) if r.frames is not None]
+    videos = [str(write_mp4(upscale(r.frames, scale), out / f"eval_episode_{i}.mp4", fps))
+              for i, r in enumerate(results[:first]) if r.frames is not None]
+    examples = {}
+    for outcome in ("success", "failure"):
+        found = next(((i, r) for i, r in enumerate(results)
+                      if r.frames is not None and r.success == (outcome == "success")), None)
+        if found is not None:
+            # 2x is enough to see the cube; the report inlines these GIFs, so they stay small
+            gif = write_gif(upscale(found[1].frames, min(scale, 2)), out / f"eval_{outcome}.gif", fps)
+            examples[outcome] = {"episode_ix": found[0], "seed": found[1].seed, "gif": str(gif)}
+    return videos, examples
 
 
 @dataclass
@@ -167,19 +184,28 @@ class EvalResult:
     def pc_success(self) -> float:
         return self.info["aggregated"]["pc_success"]
 
+    @property
+    def success_text(self) -> str:
+        """"45/50 = 90% (95% CI 79-96%)": the rate with its n and Wilson interval, as every summary shows it."""
+        episodes = self.info["per_episode"]
+        return format_success(sum(bool(e["success"]) for e in episodes), len(episodes))
+
+
+def _targets(cfg: EvalConfig) -> tuple[list[tuple[int | None, Path]], Path | None]:
+    """(step, checkpoint) of every policy to evaluate (none for the expert), and the run or checkpoint named."""
+    if cfg.checkpoints is not None:
+        return run_checkpoints(cfg.checkpoints), Path(cfg.checkpoints)
+    if cfg.policy == EXPERT:
+        return [], None
+    checkpoint = resolve_checkpoint(cfg.policy)
+    return [(None, checkpoint)], checkpoint
+
 
 def run_evaluation(cfg: EvalConfig) -> list[EvalResult]:
     """Evaluate as configured; returns one result per evaluated policy (one, or one per checkpoint)."""
     from robodream.robots.sim.env import make_env
 
-    if cfg.checkpoints is not None:
-        steps_paths = run_checkpoints(cfg.checkpoints)
-        target: Path | None = Path(cfg.checkpoints)
-    elif cfg.policy == EXPERT:
-        steps_paths, target = [], None
-    else:
-        checkpoint = resolve_checkpoint(cfg.policy)
-        steps_paths, target = [(None, checkpoint)], checkpoint
+    steps_paths, target = _targets(cfg)
     checkpoints = [p for _, p in steps_paths]
     if cfg.task is None and checkpoints:  # default to the task the policy was trained on
         from robodream.policies.pretrained import read_checkpoint_info
@@ -210,10 +236,12 @@ def run_evaluation(cfg: EvalConfig) -> list[EvalResult]:
     started = agent_started = time.monotonic()
     with graceful_interrupt("stopping after the current episodes (Ctrl-C again to abort now)") as stop:
         make_task_env = ImaginedEnvFactory(cfg.env, cfg.imagination) if cfg.imagine else partial(make_env, cfg.env)
-        for agent_ix, _, result in evaluate(make_task_env, _agent_factories(cfg, checkpoints), seeds,
-                                            cfg.workers, cfg.videos if video_key else 0, video_key, cfg.max_steps,
-                                            should_stop=stop):
+        for agent_ix, episode_ix, result in evaluate(
+                make_task_env, _agent_factories(cfg, checkpoints), seeds, cfg.workers, cfg.videos if video_key else 0,
+                video_key, cfg.max_steps, should_stop=stop, every_video=cfg.examples and video_key is not None):
             done = per_agent[agent_ix]
+            if episode_ix >= cfg.videos and any(r.success == result.success and r.frames is not None for r in done):
+                result.frames = None  # only the first success and the first failure are kept beyond the first N
             done.append(result)
             wins = sum(r.success for r in done)
             bar.update(1)
@@ -236,13 +264,13 @@ def run_evaluation(cfg: EvalConfig) -> list[EvalResult]:
 
 def _finish(cfg: EvalConfig, name: str, step: int | None, checkpoints: list[Path], agent_ix: int,
             results: list[EpisodeResult], eval_s: float, folder: Path, fps: float) -> EvalResult:
-    videos = _write_videos(results, folder, fps, cfg.video_scale)
+    videos, examples = _write_videos(results, folder, fps, cfg.video_scale, cfg.videos)
     info = eval_info(results, eval_s, videos, info={
         "policy": str(checkpoints[agent_ix]) if checkpoints else EXPERT, "step": step, "task": cfg.env.task,
         "env": "world_model" if cfg.imagine else "pybullet",
         **({"world_model": cfg.imagination.wm, "probe": cfg.imagination.probe} if cfg.imagine else {}),
         "seeds": [cfg.seed, cfg.seed + cfg.episodes - 1], "workers": cfg.workers,
-        "mean_episode_steps": sum(r.steps for r in results) / len(results)})
+        "mean_episode_steps": sum(r.steps for r in results) / len(results), "examples": examples})
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "eval_info.json").write_text(json.dumps(info, indent=2))
     return EvalResult(name, step, folder, info)
@@ -273,11 +301,12 @@ def write_sweep(results: list[EvalResult], out: Path, eval_s: float) -> None:
 
 def summary_lines(results: list[EvalResult]) -> list[str]:
     """One screen: a line per evaluated policy, then where the files are."""
-    lines = [f"{'policy':<14} {'step':>7} {'success':>8} {'avg_sum_reward':>15} {'eval_s':>8} {'ep/s':>6}"]
+    lines = [f"{'policy':<14} {'step':>7} {'success (n, 95% Wilson interval)':<34} {'avg_sum_reward':>15} "
+             f"{'eval_s':>8} {'ep/s':>6}"]
     for r in results:
         agg = r.info["aggregated"]
         n = len(r.info["per_episode"])
-        lines.append(f"{r.name:<14} {r.step if r.step is not None else '-':>7} {agg['pc_success']:>7.1f}% "
+        lines.append(f"{r.name:<14} {r.step if r.step is not None else '-':>7} {r.success_text:<34} "
                      f"{agg['avg_sum_reward']:>15.3f} {agg['eval_s']:>8.1f} {n / max(agg['eval_s'], 1e-9):>6.2f}")
     info = results[-1].info["info"] if results else {}
     if results:

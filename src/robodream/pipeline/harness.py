@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from robodream.pipeline.workers import make_pool
+from robodream.stats import wilson_interval
 
 
 class Agent(Protocol):
@@ -82,6 +83,7 @@ class EvalJobs:
     video_episodes: int = 0  # return frames for the first N episodes of each agent
     video_key: str | None = None
     max_steps: int | None = None
+    every_video: bool = False  # return frames for every episode (the caller keeps the ones it wants)
 
     def __call__(self) -> Callable[[int], EpisodeResult]:
         env = self.make_env()
@@ -92,7 +94,7 @@ class EvalJobs:
             if agent_ix not in loaded:
                 loaded.clear()
                 loaded[agent_ix] = self.make_agents[agent_ix]()
-            video = self.video_key if episode_ix < self.video_episodes else None
+            video = self.video_key if episode_ix < self.video_episodes or self.every_video else None
             return run_episode(env, loaded[agent_ix], self.seeds[episode_ix], self.max_steps, video)
 
         return job
@@ -100,10 +102,12 @@ class EvalJobs:
 
 def evaluate(make_env: Callable[[], Any], make_agents: Sequence[Callable[[], Agent]], seeds: Sequence[int],
              workers: int = 0, video_episodes: int = 0, video_key: str | None = None, max_steps: int | None = None,
-             should_stop: Callable[[], bool] = lambda: False) -> Iterator[tuple[int, int, EpisodeResult]]:
+             should_stop: Callable[[], bool] = lambda: False,
+             every_video: bool = False) -> Iterator[tuple[int, int, EpisodeResult]]:
     """Yield (agent_ix, episode_ix, result) for every agent on every seed, in order, from `workers`
-    processes (0 = this process). The factories must be picklable when workers > 0."""
-    jobs = EvalJobs(make_env, list(make_agents), list(seeds), video_episodes, video_key, max_steps)
+    processes (0 = this process). The factories must be picklable when workers > 0. Frames of `video_key` come
+    back for the first `video_episodes` episodes of each agent, or for all of them with `every_video`."""
+    jobs = EvalJobs(make_env, list(make_agents), list(seeds), video_episodes, video_key, max_steps, every_video)
     with make_pool(workers, jobs) as pool:
         for index, result in pool.imap(range(len(make_agents) * len(seeds)), should_stop=should_stop):
             agent_ix, episode_ix = divmod(index, len(seeds))
@@ -112,8 +116,10 @@ def evaluate(make_env: Callable[[], Any], make_agents: Sequence[Callable[[], Age
 
 def eval_info(results: Sequence[EpisodeResult], eval_s: float, video_paths: Sequence[str] = (),
               info: dict | None = None) -> dict[str, Any]:
-    """LeRobot-shaped evaluation record (plus `info`: what was evaluated, on what)."""
+    """LeRobot-shaped evaluation record (plus `info`: what was evaluated, on what), with the 95% Wilson interval of
+    the success rate (`pc_success_ci95`, in percent)."""
     n = len(results)
+    wins = sum(bool(r.success) for r in results)
     record: dict[str, Any] = {
         "per_episode": [
             {"episode_ix": i, "sum_reward": r.sum_reward, "max_reward": r.max_reward, "success": r.success,
@@ -124,6 +130,7 @@ def eval_info(results: Sequence[EpisodeResult], eval_s: float, video_paths: Sequ
             "avg_sum_reward": float(np.mean([r.sum_reward for r in results])) if n else float("nan"),
             "avg_max_reward": float(np.mean([r.max_reward for r in results])) if n else float("nan"),
             "pc_success": 100.0 * float(np.mean([r.success for r in results])) if n else float("nan"),
+            "pc_success_ci95": [100.0 * bound for bound in wilson_interval(wins, n)],
             "eval_s": float(eval_s),
             "eval_ep_s": float(eval_s) / n if n else float("nan"),
         },

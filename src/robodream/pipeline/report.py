@@ -18,8 +18,8 @@ import os
 from pathlib import Path
 
 from robodream.errors import RobodreamError
-from robodream.pipeline.experiments.stats import format_correlation, spearman
 from robodream.pipeline.report_render import Image, Pre, Section, Table, Text, render_html, render_markdown
+from robodream.stats import format_correlation, format_success, spearman, wilson_interval
 
 MAX_EMBED_BYTES = 8 << 20  # larger GIFs are linked by path rather than inlined, to keep the page loadable
 
@@ -112,9 +112,14 @@ def _eval_rows(files: list[Path], run_dir: Path) -> list[dict]:
         policy = str(info.get("policy", "?"))
         if Path(policy).exists() and Path(policy).resolve().is_relative_to(run_dir.resolve()):
             policy = _rel(Path(policy), run_dir)  # checkpoints of this run: shown relative to it
+        episodes = record.get("per_episode", [])
+        wins = sum(bool(e.get("success")) for e in episodes)
         rows.append({"policy": policy, "data": _training_data(Path(str(info.get("policy", "")))),
                      "env": "imagination" if info.get("env") == "world_model" else "sim",
-                     "task": str(info.get("task", "?")), "episodes": len(record.get("per_episode", [])),
+                     "task": str(info.get("task", "?")), "episodes": len(episodes),
+                     "success": format_success(wins, len(episodes)), "ci95": wilson_interval(wins, len(episodes)),
+                     "examples": {k: path.parent / Path(v["gif"]).name
+                                  for k, v in info.get("examples", {}).items()},
                      "pc_success": float(agg.get("pc_success", float("nan"))),
                      "eval_s": float(agg.get("eval_s", float("nan"))), "file": _rel(path, run_dir)})
     return rows
@@ -148,7 +153,7 @@ def _comparison_table(rows: list[dict]) -> Table:
     envs = sorted(dict.fromkeys(r["env"] for r in rows), key=lambda env: env != "sim")  # sim first, the reference
     lines: dict[tuple[str, str, str], dict[str, str]] = {}
     for r in rows:
-        lines.setdefault((r["policy"], r["data"], r["task"]), {})[r["env"]] = f"{r['pc_success']:.0f}%"
+        lines.setdefault((r["policy"], r["data"], r["task"]), {})[r["env"]] = r["success"]
     return Table(["policy", "training data", "task", *(f"success in {env}" for env in envs)],
                  [[*key, *(cells.get(env, "-") for env in envs)] for key, cells in lines.items()])
 
@@ -168,10 +173,14 @@ def _success_chart(rows: list[dict], path: Path) -> Path:
     width = 0.8 / len(envs)
     fig, ax = plt.subplots(figsize=(max(4.0, 1.6 * len(policies) + 1.5), 3.4))
     for i, env in enumerate(envs):
-        values = [next((r["pc_success"] for r in rows if r["env"] == env and label(r) == p), np.nan) for p in policies]
-        ax.bar(np.arange(len(policies)) + (i - (len(envs) - 1) / 2) * width, values, width, label=env)
+        found = [next((r for r in rows if r["env"] == env and label(r) == p), None) for p in policies]
+        values = [r["pc_success"] if r else np.nan for r in found]
+        errors = np.clip(np.array([[r["pc_success"] - 100 * r["ci95"][0], 100 * r["ci95"][1] - r["pc_success"]]
+                                   if r else [0.0, 0.0] for r in found]).T, 0.0, None)  # rounding: never below 0
+        ax.bar(np.arange(len(policies)) + (i - (len(envs) - 1) / 2) * width, values, width, yerr=errors, capsize=3,
+               label=env)
     ax.set_xticks(np.arange(len(policies)), policies, fontsize=8)
-    ax.set_ylabel("success (%)")
+    ax.set_ylabel("success (%), 95% Wilson interval")
     ax.set_ylim(0, 100)
     ax.grid(axis="y", alpha=0.3)
     ax.legend()
@@ -196,14 +205,27 @@ def _policy_section(files: list[Path], run_dir: Path, out: Path) -> list[Section
     section.blocks.append(Table(["policy", "training data", "task", "env", "episodes", "success", "eval time",
                                  "eval_info"],
                                 [[r["policy"], r["data"], r["task"], r["env"], str(r["episodes"]),
-                                  f"{r['pc_success']:.0f}%", f"{r['eval_s']:.1f} s", r["file"]] for r in rows]))
+                                  r["success"], f"{r['eval_s']:.1f} s", r["file"]] for r in rows]))
     section.blocks.append(Image(_success_chart(rows, out / "success.png"), "success rate per policy and environment"))
+    section.blocks += _example_blocks(rows, run_dir)
     pairs = {}
     for r in rows:
         pairs.setdefault((r["policy"], r["task"]), {})[r["env"]] = r["pc_success"]
     both = [(p["sim"], p["imagination"]) for p in pairs.values() if {"sim", "imagination"} <= p.keys()]
     ranking = _ranking_section(files, run_dir, both, out)
     return [section, ranking]
+
+
+def _example_blocks(rows: list[dict], run_dir: Path) -> list:
+    """The first successful and the first failed episode of every policy evaluated in sim (eval_<outcome>.gif)."""
+    blocks = []
+    for r in (r for r in rows if r["env"] == "sim" and r["examples"]):
+        shown = {outcome: gif for outcome, gif in sorted(r["examples"].items(), reverse=True) if gif.is_file()}
+        if shown:
+            blocks.append(Text(f"{r['policy']} on {r['task']} in PyBullet ({r['success']}): "
+                               + " and ".join(f"the first {k}" for k in shown) + " among the evaluation episodes"))
+            blocks += [_image_or_note(gif, f"{outcome}: {r['policy']}", run_dir) for outcome, gif in shown.items()]
+    return blocks
 
 
 def _ranking_section(files: list[Path], run_dir: Path, both: list[tuple[float, float]], out: Path) -> Section:

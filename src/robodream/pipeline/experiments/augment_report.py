@@ -10,8 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from robodream.pipeline.experiments.stats import mean_std
 from robodream.pipeline.experiments.tables import markdown_table, pyplot, write_csv
+from robodream.stats import mean_std
 
 ARMS = {"real": "real only", "mixed": "real + synthetic"}
 RUN_COLUMNS = ("n_demos", "seed", "real_success", "mixed_success", "delta", "synthetic_generated", "synthetic_kept",

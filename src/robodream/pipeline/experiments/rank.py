@@ -25,12 +25,12 @@ from typing import Any
 
 from robodream.errors import RobodreamError
 from robodream.pipeline.config import save_config, to_dict
-from robodream.pipeline.experiments.stats import format_correlation, pearson, spearman
 from robodream.pipeline.experiments.tables import pyplot, write_csv
 from robodream.pipeline.imagination import ImaginationConfig
 from robodream.pipeline.stages import Previous, Stage, StageResult, run_stages
 from robodream.robots.sim.env import EnvConfig
 from robodream.robots.sim.experts import ExpertConfig
+from robodream.stats import format_correlation, pearson, spearman
 
 WORLDS = ("sim", "imagined")
 COLUMNS = ("agent", "kind", "step", "sim_success", "imagined_success", "sim_eval", "imagined_eval")

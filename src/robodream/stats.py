@@ -1,4 +1,5 @@
-"""Small statistics for the experiment tables: mean +- std over seeds, Pearson and Spearman correlation.
+"""Small statistics for results shown to users: success rates with Wilson intervals, mean +- std over seeds,
+Pearson and Spearman correlation.
 
 numpy only (scipy is not a dependency). Spearman's rho is Pearson's r of the ranks, with tied values given the
 average of the ranks they span ("fractional ranking", as scipy.stats.spearmanr does); the shortcut formula
@@ -11,6 +12,28 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a success rate (Wilson 1927; 95% for z = 1.96), as fractions in [0, 1].
+
+    Unlike the normal approximation p +- z sqrt(p (1 - p) / n) it stays inside [0, 1] and is not empty at 0 or n
+    successes, which is where policy success rates often are. (0, 1) when n is 0.
+    """
+    if n <= 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def format_success(successes: int, n: int) -> str:
+    """A success rate as users should read it: "45/50 = 90% (95% CI 79-96%)"."""
+    if n <= 0:
+        return "no episodes"
+    low, high = wilson_interval(successes, n)
+    return f"{successes}/{n} = {100 * successes / n:.0f}% (95% CI {100 * low:.0f}-{100 * high:.0f}%)"
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
