@@ -36,7 +36,7 @@ def untrained_checkpoint(tmp: Path, task: str) -> Path:
     store_path = tmp / "two.zarr"
     collect(CollectConfig(task=task, episodes=2, workers=0, out=str(store_path)), progress=False)
     store = EpisodeStore.open(store_path)
-    config = build_config(PolicyConfig, [], [REPO / "configs" / "policy" / "diffusion.yaml"])
+    config = build_config(PolicyConfig, [], [REPO / "configs" / "policy" / "diffusion.yaml"]).for_task(task)
     policy = make_policy(config, select_features(config, store.features, str(store_path)),
                          store.stats()["features"])
     return save_pretrained(policy, tmp / "untrained", {"step": 0, "task": task, "fps": store.fps})

@@ -13,8 +13,8 @@ def tiny_pipeline_args(out: Path, *extra: str) -> list[str]:
             "collect=[{task: push_cube, episodes: 2, workers: 2, env: {image_size: 16}}, "
             "{task: pick_place, episodes: 2, workers: 0, env: {image_size: 16}}]",
             "play.episodes=2", "viz.episodes=2", "viz.scale=2", "policy.trainer.max_steps=4",
-            "policy.trainer.checkpoint_every=2",
-            "policy.trainer.batch_size=8", "policy.trainer.progress=false", "policy.eval.episodes=1",
+            "policy.trainer.checkpoint_every_steps=2",
+            "policy.trainer.batch_size=8", "policy.trainer.progress_bar=false", "policy.eval.episodes=1",
             "policy.eval.workers=0", "policy.eval.videos=1",
             "world_model.trainer.max_steps=2", "world_model.trainer.val_every_steps=2",
             "world_model.trainer.checkpoint_every_steps=2", "world_model.trainer.batch_size=8",
@@ -25,5 +25,5 @@ def tiny_pipeline_args(out: Path, *extra: str) -> list[str]:
             # An untrained probe calls nothing a success, so the tiny run keeps every rollout.
             "generate.rollouts=2", "generate.horizon=2", "generate.batch_size=2", "generate.filter.success_only=false",
             "generate.progress=false", "generate.accelerator=cpu",
-            "imagination.workers=0", "imagination.max_steps=3",
+            "imagination.workers=0", "imagination.max_steps=3", "imagination.episodes=1", "rank.episodes=1",
             "rank.expert_noise=[0.0]", "rank.workers=0", "rank.max_steps=3", *extra]

@@ -63,7 +63,7 @@ def test_tiny_pipeline_runs_and_a_second_run_skips_every_stage(tmp_path, capsys)
     assert (world_model / "model" / "config.json").exists() and (world_model / "eval_wm" / "metrics.json").exists()
     assert len(list((world_model / "dream").glob("dream_ep*.gif"))) == 1
     policy = run / "policy"
-    assert sorted(p.name for p in (policy / "checkpoints").iterdir()) == ["step_2", "step_4"]
+    assert sorted(p.name for p in (policy / "checkpoints").iterdir()) == ["last.ckpt", "step_2", "step_4"]
     eval_info = policy / "eval" / "step_4_push_cube_seed1000" / "eval_info.json"
     assert eval_info.exists() and (eval_info.parent / "eval_episode_0.mp4").exists() and str(eval_info) in out
     # The synthetic-data stages: probe, synthetic store, augmented policy, evaluations in sim and imagination.

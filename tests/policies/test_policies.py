@@ -12,10 +12,13 @@ from robodream.errors import RobodreamError
 from robodream.pipeline.config import build_config
 from robodream.pipeline.train_policy import TrainPolicyConfig, train_policy
 from robodream.policies.base import select_features
+from robodream.policies.configuration import PolicyConfig
 from robodream.policies.pretrained import load_pretrained, make_policy, read_checkpoint_info, save_pretrained
 from robodream.policies.runner import PolicyRunner
 
-from .conftest import tiny_config, train_args
+from .conftest import REPO, tiny_config, train_args
+
+DIFFUSION = REPO / "configs" / "policy" / "diffusion.yaml"
 
 
 def _policy(store_path, policy_type="diffusion", *overrides):
@@ -99,9 +102,13 @@ def test_runner_keeps_the_window_and_replans_every_n_action_steps(tiny_store):
 
 def test_bad_policy_configs_name_the_problem():
     with pytest.raises(RobodreamError, match=r"n_action_steps=20 > horizon=16"):
-        build_config(TrainPolicyConfig, ["data=x.zarr", "policy.n_action_steps=20"])
+        build_config(TrainPolicyConfig, ["data=x.zarr", "policy.horizon=16", "policy.n_action_steps=20"])
+    grown = build_config(PolicyConfig, ["n_action_steps=20"]).for_task("pick_place")  # the chunk grows to fit
+    assert (grown.horizon, grown.n_action_steps) == (20, 20)
     with pytest.raises(RobodreamError, match=r"horizon=10 must be divisible by 4"):
-        build_config(TrainPolicyConfig, ["data=x.zarr", "policy.horizon=10"])
+        build_config(TrainPolicyConfig, ["data=x.zarr", f"policy={DIFFUSION}", "policy.horizon=10"])
+    with pytest.raises(RobodreamError, match=r"needs policy.normalization.action=min_max"):
+        build_config(TrainPolicyConfig, ["data=x.zarr", "policy.type=diffusion"])  # z-scored actions, clipped at 1
     with pytest.raises(RobodreamError, match="unknown policy type 'transformer'"):
         build_config(TrainPolicyConfig, ["data=x.zarr", "policy.type=transformer"])
     with pytest.raises(RobodreamError, match="no training data"):
@@ -116,14 +123,119 @@ def test_store_without_the_keys_the_policy_needs(tiny_store, tmp_path):
 
 
 def test_checkpoints_are_kept_and_training_resumes(tiny_store, tmp_path):
-    args = train_args(tiny_store, tmp_path / "run", "bc", 4, "trainer.checkpoint_every=2", "trainer.ema=true")
+    args = train_args(tiny_store, tmp_path / "run", "bc", 4, "trainer.checkpoint_every_steps=2",
+                      "trainer.ema_decay=0.999")
     first = train_policy(build_config(TrainPolicyConfig, args))
     assert [p.name for p in first.checkpoints] == ["step_2", "step_4"]
     with pytest.raises(RobodreamError, match="already holds a training run: pass resume=true"):
         train_policy(build_config(TrainPolicyConfig, args))
     resumed = train_policy(build_config(TrainPolicyConfig, [*args, "trainer.max_steps=6", "resume=true"]))
     assert resumed.start_step == 4 and resumed.steps == 6
-    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["step_2", "step_4", "step_6"]
+    kept = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert kept == ["last.ckpt", "step_2", "step_4", "step_6"]  # one resumable Lightning checkpoint, 3 policies
     assert read_checkpoint_info(tmp_path / "run" / "checkpoints" / "step_6")["training"]["step"] == 6
     with pytest.raises(RobodreamError, match="different policy config"):
         train_policy(build_config(TrainPolicyConfig, [*args, "policy.horizon=8", "resume=true"]))
+
+
+def test_old_policy_trainer_keys_still_load(tmp_path, capsys):
+    # The policy trainer's keys before it became robodream's one TrainerConfig, in a YAML file and on the command
+    # line, inside train-policy and inside a pipeline config: each is translated with one "deprecated:" line.
+    old = tmp_path / "old.yaml"
+    old.write_text("trainer: {lr: 0.002, checkpoint_every: 50, progress: false, ema: false}\n")
+    cfg = build_config(TrainPolicyConfig, ["data=x.zarr", "trainer.ema_max_decay=0.99"], [old])
+    t = cfg.trainer
+    assert (t.learning_rate, t.checkpoint_every_steps, t.progress_bar, t.ema_decay) == (0.002, 50, False, 0.99)
+    err = capsys.readouterr().err
+    assert "deprecated: trainer.lr=0.002" in err and "is now trainer.learning_rate=0.002" in err
+    assert err.count("deprecated:") == 5
+    assert build_config(TrainPolicyConfig, ["data=x.zarr", "trainer.ema=false"]).trainer.ema_decay == 0.0
+
+    from robodream.pipeline.run import PipelineConfig
+
+    pipeline = build_config(PipelineConfig, ["policy.trainer.lr=0.005"])
+    assert pipeline.policy.trainer.learning_rate == 0.005
+    with pytest.raises(RobodreamError, match="unknown config key 'trainer.lrr'"):
+        build_config(TrainPolicyConfig, ["data=x.zarr", "trainer.lrr=1"])
+
+
+def _learnable_store(path, episodes: int = 24, length: int = 12):
+    """Episodes whose action is a fixed function of the state (and the state is drawn on the image), so a policy
+    that learns anything carries it over to episodes it has not seen."""
+    from robodream.datasets.writer import create_store
+    from tests.conftest import TINY_FEATURES
+
+    rng = np.random.default_rng(0)
+    writer = create_store(path, fps=10, features=TINY_FEATURES, robot_type="test", task="tiny")
+    for episode in range(episodes):
+        state = rng.uniform(-1, 1, (length, 3)).astype(np.float32)
+        action = np.stack([state[:, 0] - state[:, 1], 0.5 * state[:, 2]], axis=1).astype(np.float32)
+        images = np.zeros((length, 16, 16, 3), np.uint8)
+        images[..., 0] = ((state[:, 0] + 1) * 120).astype(np.uint8)[:, None, None]
+        writer.append_episode({"observation.images.front": images, "observation.state": state, "action": action},
+                              source="sim", success=True, seed=episode, origin="test")
+    writer.close()
+    return path
+
+
+def test_a_policy_trained_a_few_hundred_steps_beats_the_untrained_one_on_held_out_episodes(tmp_path):
+    train_store = _learnable_store(tmp_path / "train.zarr")
+    held_out = EpisodeStore.open(_learnable_store(tmp_path / "held_out.zarr", episodes=4))
+    # the default recipe (type bc, z-scored, LayerNorm MLP, one observation) with a small encoder for speed
+    args = [f"data={train_store}", f"out={tmp_path / 'run'}", "policy.encoder.channels=[8,16]",
+            "policy.encoder.num_keypoints=8", "policy.encoder.feature_dim=16", "policy.encoder.num_groups=4",
+            "policy.encoder.random_shift=1", "trainer.max_steps=300", "trainer.warmup_steps=20",
+            "trainer.progress_bar=false", "trainer.batch_size=32"]
+    summary = train_policy(build_config(TrainPolicyConfig, args))
+    trained = load_pretrained(summary.checkpoints[-1])
+    untrained = make_policy(trained.config, trained.features, EpisodeStore.open(train_store).stats()["features"])
+    batch = next(iter(make_loader(WindowDataset(held_out, trained.delta_indices()), 64, shuffle=False)))
+    window = {key: batch[key] for key in trained.observation_keys}
+    truth = batch["action"][:, trained.config.first_executed]
+
+    def error(policy) -> float:
+        return float((policy.eval().predict_action(window)[:, 0] - truth).abs().mean())
+
+    assert trained.config.horizon == 16 and trained.config.n_action_steps == 8  # task "tiny": the general layout
+    assert error(trained) < 0.5 * error(untrained), (error(trained), error(untrained))
+
+
+@pytest.mark.parametrize(("task", "n_action_steps", "inferences"), [
+    ("push_cube", None, 12),  # a feedback task: re-plan every step
+    ("pick_place", None, 2),  # 8 of a 16-step chunk between inferences
+    ("pick_place", 4, 3),  # the setting overridden (as `robodream eval n_action_steps=4` does)
+])
+def test_the_execution_horizon_sets_how_many_actions_run_between_inferences(tiny_store, task, n_action_steps,
+                                                                              inferences):
+    from robodream.policies.runner import override_n_action_steps
+
+    store = EpisodeStore.open(tiny_store)
+    config = build_config(PolicyConfig, ["encoder.channels=[8]", "encoder.num_groups=4"]).for_task(task)
+    if n_action_steps is not None:
+        config = override_n_action_steps(config, n_action_steps)
+    policy = make_policy(config, select_features(config, store.features, "tiny"), store.stats()["features"]).eval()
+    calls = []
+    original = policy.predict_action
+    policy.predict_action = lambda window, generator=None: calls.append(1) or original(window, generator)
+    runner = PolicyRunner(policy)
+    runner.reset(seed=0)
+    episode = store.episode(1)
+    for t in range(12):
+        runner.act({key: episode[key][t % len(episode["action"])] for key in store.keys})
+    assert len(calls) == inferences
+
+
+def test_a_checkpoint_written_before_the_default_recipe_still_loads(tiny_store, tmp_path):
+    # Checkpoints of robodream before the default policy changed have no bc.layer_norm (they had none): they load
+    # as they were trained, and act exactly as before.
+    import json
+
+    policy, store = _policy(tiny_store, "bc", "bc.layer_norm=false")
+    path = save_pretrained(policy, tmp_path / "old", {"step": 1})
+    info = json.loads((path / "config.json").read_text())
+    del info["policy"]["bc"]["layer_norm"]
+    (path / "config.json").write_text(json.dumps(info))
+    loaded = load_pretrained(path)
+    assert loaded.config.bc.layer_norm is False
+    window = {key: store.episode(1)[key][2:4] for key in policy.observation_keys}
+    torch.testing.assert_close(loaded.predict_action(window), policy.eval().predict_action(window), rtol=0, atol=0)

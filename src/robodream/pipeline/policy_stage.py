@@ -1,27 +1,24 @@
 """The policy stages of `robodream run`: train a policy on a collected store, then evaluate it.
 
-Configured by the `policy:` section of a pipeline config (configs/pipeline/quickstart.yaml trains a tiny
-diffusion policy on the push_cube store for a few hundred steps and evaluates it on a few held-out seeds).
+Configured by the `policy:` section of a pipeline config (configs/pipeline/quickstart.yaml trains the default
+image policy on the push_cube store and evaluates it on held-out seeds; `extra_tasks` trains and evaluates the
+same recipe on the stores of other tasks too, each into `<out>_<task>`).
 Both are `Stage`s (stages.py): a re-run skips them while their config and inputs are unchanged; retraining the
 policy (or recording another store) re-runs the evaluation.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from robodream.errors import RobodreamError
 from robodream.pipeline.config import to_dict
 from robodream.pipeline.stages import Previous, Stage, StageResult
-from robodream.pipeline.train_policy import TrainerConfig
+from robodream.pipeline.train_policy import policy_trainer
 from robodream.policies.configuration import PolicyConfig
 from robodream.robots.sim.env import EnvConfig
-
-
-def _demo_trainer() -> TrainerConfig:
-    return TrainerConfig(max_steps=300, batch_size=32, lr=1e-3, warmup_steps=20, checkpoint_every=100,
-                         ema_power=0.5)
+from robodream.trainer import TrainerConfig
 
 
 @dataclass
@@ -35,10 +32,13 @@ class PolicyEvalStageConfig:
 @dataclass
 class PolicyStageConfig:
     enabled: bool = True
-    task: str = "push_cube"  # train on the store the collect stage recorded for this task
+    task: str = "push_cube"  # train on the store the collect stage recorded for this task (the policy that the
+    #: synthetic-data, imagination and rank sections use)
+    #: also train and evaluate the same recipe on these tasks' stores, each into `<out>_<task>`
+    extra_tasks: list[str] = field(default_factory=list)
     out: str = "policy"  # relative to the pipeline's out
     policy: PolicyConfig = field(default_factory=PolicyConfig)
-    trainer: TrainerConfig = field(default_factory=_demo_trainer)
+    trainer: TrainerConfig = field(default_factory=policy_trainer)
     eval: PolicyEvalStageConfig = field(default_factory=PolicyEvalStageConfig)
 
 
@@ -48,8 +48,8 @@ def final_checkpoint(cfg: PolicyStageConfig, out: Path) -> Path:
 
 
 def kept_checkpoints(cfg: PolicyStageConfig, out: Path) -> list[Path]:
-    """Every checkpoint a train-policy run with this config keeps: each checkpoint_every steps, and the last."""
-    every, last = cfg.trainer.checkpoint_every, cfg.trainer.max_steps
+    """Every checkpoint a train-policy run with this config keeps: each checkpoint_every_steps, and the last."""
+    every, last = cfg.trainer.checkpoint_every_steps, cfg.trainer.max_steps
     return [out / "checkpoints" / f"step_{step}" for step in sorted({*range(every, last + 1, every), last})]
 
 
@@ -59,26 +59,34 @@ def stage_dir(path: str, run_dir: Path) -> Path:
 
 
 def policy_stages(cfg: PolicyStageConfig, stores: dict[str, tuple[str, EnvConfig]], run_dir: Path) -> list[Stage]:
-    """train-policy on the store of `cfg.task`, then eval on held-out seeds; `stores` maps task -> (store, env)."""
-    if cfg.task not in stores:
-        raise RobodreamError(f"policy.task={cfg.task!r} but the pipeline collects only {sorted(stores)}: add it to "
-                             "collect or pick one of those")
-    store, env = stores[cfg.task]
-    return train_and_eval_stages(cfg, store, {"store": store}, env, stage_dir(cfg.out, run_dir))
+    """train-policy on the store of `cfg.task` (and of each extra task), then eval on held-out seeds; `stores`
+    maps task -> (store, env)."""
+    stages = []
+    for task in [cfg.task, *cfg.extra_tasks]:
+        if task not in stores:
+            key = "policy.task" if task == cfg.task else "policy.extra_tasks"
+            raise RobodreamError(f"{key} names {task!r} but the pipeline collects only {sorted(stores)}: add it to "
+                                 "collect or pick one of those")
+        store, env = stores[task]
+        main = task == cfg.task
+        stages += train_and_eval_stages(replace(cfg, task=task), store, {"store": store}, env,
+                                        stage_dir(cfg.out if main else f"{cfg.out}_{task}", run_dir),
+                                        variant="" if main else task, on=task)
+    return stages
 
 
 def train_and_eval_stages(cfg: PolicyStageConfig, data: str, inputs: dict[str, str], env: EnvConfig, out: Path,
-                          variant: str = "", mix: dict | None = None) -> list[Stage]:
+                          variant: str = "", mix: dict | None = None, on: str | None = None) -> list[Stage]:
     """train-policy on `data` (a store, or a weighted mix `a.zarr:0.5,b.zarr:0.5`) into `out`, then eval in sim.
 
     `inputs` are the stores `data` names (their fingerprints decide re-runs); `variant` tells apart the policies
     of one pipeline (the augmented one: slugs train-policy-augmented, eval-policy-augmented); `mix` is hashed in
-    place of `data`, whose paths depend on where the run lives.
+    place of `data`, whose paths depend on where the run lives; `on` names the training data in the stage line.
     """
     final = final_checkpoint(cfg, out)
     suffix, label = (f"-{variant}", f" {variant}") if variant else ("", "")
     # Progress bars and thread counts do not change the weights, so they stay out of the hash.
-    trainer = {k: v for k, v in to_dict(cfg.trainer).items() if k not in ("progress", "threads")}
+    trainer = {k: v for k, v in to_dict(cfg.trainer).items() if k not in ("progress_bar", "threads")}
     train_config = {"task": cfg.task, "policy": to_dict(cfg.policy), "trainer": trainer,
                     **({"mix": mix} if mix is not None else {})}
     one_device = cfg.trainer.on_one_device("train-policy")
@@ -86,7 +94,7 @@ def train_and_eval_stages(cfg: PolicyStageConfig, data: str, inputs: dict[str, s
     def train(previous: Previous) -> StageResult:
         from robodream.pipeline.train_policy import TrainPolicyConfig, train_policy
 
-        resume = previous.resumes(out / "lightning" / "last.ckpt")
+        resume = previous.resumes(out / "checkpoints" / "last.ckpt")
         summary = train_policy(TrainPolicyConfig(data=data, out=str(out), policy=cfg.policy, trainer=one_device,
                                                  resume=resume, overwrite=not resume))
         return StageResult(f"{summary.steps} steps, loss {summary.final_loss:.4f}, {summary.steps_per_s:.1f} steps/s",
@@ -103,11 +111,11 @@ def train_and_eval_stages(cfg: PolicyStageConfig, data: str, inputs: dict[str, s
         [result] = run_evaluation(eval_cfg)
         print(f"      eval_info {eval_out / 'eval_info.json'}")
         videos = [("videos", str(p)) for p in sorted(eval_out.glob("eval_episode_*.mp4"))]
-        return StageResult(f"success {result.pc_success:.0f}%", [("eval", str(eval_out / "eval_info.json")), *videos])
+        return StageResult(f"success {result.success_text}", [("eval", str(eval_out / "eval_info.json")), *videos])
 
     # Episodes are seeded, so the worker count does not change the results.
     eval_config = {"task": cfg.task, "episodes": e.episodes, "seed": e.seed, "videos": e.videos, "env": to_dict(env)}
-    on = f"{cfg.task} + synthetic" if variant else cfg.task
+    on = on or cfg.task
     return [
         Stage(f"train-policy{label} {cfg.policy.type} on {on}: {cfg.trainer.max_steps} steps -> {out}",
               f"train-policy{suffix}", out, train_config, train, inputs=inputs),

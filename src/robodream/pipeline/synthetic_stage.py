@@ -145,7 +145,8 @@ def synthetic_stages(s: SyntheticSections, world_model: tuple[str, Path, str] | 
         w = s.augmented.real_weight
         out = stage_dir(s.augmented.out, run_dir)
         stages += train_and_eval_stages(policy, f"{store}:{w},{synth}:{1 - w}", {"store": store, "synthetic": synth},
-                                        env, out, variant="augmented", mix={"real": w, "synthetic": 1 - w})
+                                        env, out, variant="augmented", mix={"real": w, "synthetic": 1 - w},
+                                        on=f"{policy.task} + synthetic")
         policies.append((policy, out, "augmented"))
     if s.imagination.enabled:
         stages += [_imagination_stage(s.imagination, cfg, out, variant, env, wm_dir, probe_dir)

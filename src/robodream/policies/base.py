@@ -58,8 +58,12 @@ class Policy(nn.Module):
 
     def __init__(self, config: PolicyConfig, features: Mapping[str, Feature],
                  stats: Mapping[str, Any] | None = None):
-        """`stats`: store.stats()["features"] of the training data; None when loading a checkpoint."""
+        """`stats`: store.stats()["features"] of the training data; None when loading a checkpoint. `config` must
+        have its time layout fixed (`config.for_task(task)`)."""
         super().__init__()
+        if not config.resolved:
+            raise RobodreamError(f"the policy's horizon={config.horizon} / n_action_steps={config.n_action_steps} "
+                                 "are not fixed: build it from config.for_task(<the data's task>)")
         self.config = config
         self.features = {k: dict(v) for k, v in features.items()}
         self.image_keys = sorted(k for k in features if k.startswith(IMAGE_PREFIX))

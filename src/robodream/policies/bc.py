@@ -29,7 +29,7 @@ class BCPolicy(Policy):
         layers: list[nn.Module] = []
         width = self.cond_dim
         for hidden in config.bc.hidden_dims:
-            layers += [nn.Linear(width, hidden), nn.Mish()]
+            layers += [nn.Linear(width, hidden), *([nn.LayerNorm(hidden)] if config.bc.layer_norm else []), nn.Mish()]
             width = hidden
         layers.append(nn.Linear(width, config.horizon * self.action_dim))
         self.head = nn.Sequential(*layers)

@@ -5,18 +5,32 @@ checkpoints (`config.json`), and validated here with messages that say what to c
 
 Time layout (Chi et al. 2023, "Diffusion Policy", §3.1 and Fig. 3): the policy sees the last `n_obs_steps`
 observations o_{t-To+1..t} and predicts `horizon` actions a_{t-To+1 .. t-To+horizon}; the robot executes the
-`n_action_steps` of them that start at the current step t (receding horizon), then re-plans.
+`n_action_steps` of them that start at the current step t (receding horizon), then re-plans. How many to
+predict and execute is a property of the task as much as of the policy: push_cube is a feedback task (the cube
+drifts, so re-planning every step wins), pick_place needs commitment over several steps (a single-step policy
+stalls at the expert's phase switches). `horizon` and `n_action_steps` left null take the layout measured for
+the policy type and the data's task (`TASK_LAYOUTS`); training fixes them (`for_task`) and the checkpoint
+records the resolved values.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from robodream.errors import RobodreamError
 
 POLICY_TYPES = ("diffusion", "bc")
 NORM_MODES = ("min_max", "mean_std", "identity")
+
+#: (horizon, n_action_steps) per policy type and task, for configs that leave them null; measured on validation
+#: seeds (docs/benchmarks.md, "Policies"). The horizon grows to n_obs_steps - 1 + n_action_steps when needed.
+TASK_LAYOUTS: dict[str, dict[str, tuple[int, int]]] = {
+    "bc": {"push_cube": (1, 1), "pick_place": (16, 8)},
+    "diffusion": {"push_cube": (16, 1), "pick_place": (16, 8)},
+}
+#: Diffusion Policy's layout (Chi et al.), for tasks without a measured one (imported recordings)
+OTHER_TASKS_LAYOUT = (16, 8)
 
 
 @dataclass
@@ -82,6 +96,7 @@ class BCConfig:
 
     hidden_dims: list[int] = field(default_factory=lambda: [256, 256])
     loss: str = "l1"  # l1 (as ACT, Zhao et al. 2023) or mse
+    layer_norm: bool = True  # LayerNorm after each hidden layer (checkpoints saved before it existed: false)
 
     def __post_init__(self) -> None:
         if self.loss not in ("l1", "mse"):
@@ -90,18 +105,23 @@ class BCConfig:
 
 @dataclass
 class PolicyConfig:
-    """A manipulation policy: observation window (images + state) -> action chunk."""
+    """A manipulation policy: observation window (images + state) -> action chunk.
 
-    type: str = "diffusion"  # diffusion | bc
-    n_obs_steps: int = 2  # To: observations the policy sees
-    horizon: int = 16  # Tp: actions predicted per call
-    n_action_steps: int = 8  # Ta: actions executed before re-planning
+    The defaults are robodream's default policy (configs/policy/default.yaml; docs/benchmarks.md, "Policies"): the
+    front camera through the spatial-softmax encoder, with observation.state, one observation, z-scored inputs and
+    targets, an MLP head regressing the action chunk (L1), and the per-task time layout.
+    """
+
+    type: str = "bc"  # bc (regression head) | diffusion
+    n_obs_steps: int = 1  # To: observations the policy sees
+    horizon: int | None = None  # Tp: actions predicted per call (null: TASK_LAYOUTS for the data's task)
+    n_action_steps: int | None = None  # Ta: actions executed before re-planning (null: as horizon)
     # Cameras to use (null = every observation.images.* of the data). observation.environment_state is never
     # used: it is privileged simulator state that a real robot does not have.
     image_keys: list[str] | None = None
     use_state: bool = True  # observation.state (end effector, gripper, joints)
     normalization: dict[str, str] = field(default_factory=lambda: {
-        "images": "mean_std", "observation.state": "min_max", "action": "min_max"})
+        "images": "mean_std", "observation.state": "mean_std", "action": "mean_std"})
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     bc: BCConfig = field(default_factory=BCConfig)
@@ -109,8 +129,30 @@ class PolicyConfig:
     def __post_init__(self) -> None:
         if self.type not in POLICY_TYPES:
             raise RobodreamError(f"unknown policy type '{self.type}': choose one of {', '.join(POLICY_TYPES)}")
-        if self.n_obs_steps < 1 or self.horizon < 1 or self.n_action_steps < 1:
+        if self.n_obs_steps < 1 or any(v is not None and v < 1 for v in (self.horizon, self.n_action_steps)):
             raise RobodreamError("policy n_obs_steps, horizon and n_action_steps must all be >= 1")
+        for key, mode in self.normalization.items():
+            if mode not in NORM_MODES:
+                raise RobodreamError(f"policy.normalization.{key}={mode!r}: choose one of {', '.join(NORM_MODES)}")
+        if self.image_keys is not None and any(not k.startswith("observation.images.") for k in self.image_keys):
+            raise RobodreamError(f"policy.image_keys={self.image_keys}: camera keys look like "
+                                 "observation.images.<camera>")
+        if self.image_keys is not None and not self.image_keys and not self.use_state:
+            raise RobodreamError("the policy has no inputs: give image_keys or set use_state=true")
+        if self.type == "diffusion" and self.diffusion.clip_sample and self.normalization.get("action") != "min_max":
+            raise RobodreamError("a diffusion policy with clip_sample needs policy.normalization.action=min_max (its "
+                                 "samples are clipped to [-1, 1]); start from configs/policy/diffusion.yaml")
+        if self.horizon is not None:
+            self._check_layout()
+
+    def _check_layout(self) -> None:
+        if self.type == "diffusion":
+            levels = len(self.diffusion.down_dims) - 1
+            if self.horizon % (2**levels):
+                raise RobodreamError(f"policy horizon={self.horizon} must be divisible by {2**levels}: the U-Net "
+                                     f"halves it {levels} times (policy.diffusion.down_dims has {levels + 1} levels)")
+        if self.n_action_steps is None:
+            return
         if self.n_action_steps > self.horizon:
             raise RobodreamError(f"policy n_action_steps={self.n_action_steps} > horizon={self.horizon}: a policy "
                                  "cannot execute more actions than it predicts; lower n_action_steps or raise horizon")
@@ -120,19 +162,28 @@ class PolicyConfig:
                 f"policy n_obs_steps={self.n_obs_steps} + n_action_steps={self.n_action_steps} - 1 > "
                 f"horizon={self.horizon}: the executed actions start at the current step (index n_obs_steps - 1 "
                 f"of the chunk); use horizon >= {last} or fewer action steps")
-        if self.type == "diffusion":
-            levels = len(self.diffusion.down_dims) - 1
-            if self.horizon % (2**levels):
-                raise RobodreamError(f"policy horizon={self.horizon} must be divisible by {2**levels}: the U-Net "
-                                     f"halves it {levels} times (policy.diffusion.down_dims has {levels + 1} levels)")
-        for key, mode in self.normalization.items():
-            if mode not in NORM_MODES:
-                raise RobodreamError(f"policy.normalization.{key}={mode!r}: choose one of {', '.join(NORM_MODES)}")
-        if self.image_keys is not None and any(not k.startswith("observation.images.") for k in self.image_keys):
-            raise RobodreamError(f"policy.image_keys={self.image_keys}: camera keys look like "
-                                 "observation.images.<camera>")
-        if self.image_keys is not None and not self.image_keys and not self.use_state:
-            raise RobodreamError("the policy has no inputs: give image_keys or set use_state=true")
+
+    @property
+    def resolved(self) -> bool:
+        """Whether the time layout is fixed (a checkpoint's config always is)."""
+        return self.horizon is not None and self.n_action_steps is not None
+
+    def for_task(self, task: str | None) -> PolicyConfig:
+        """This config with its null horizon / n_action_steps taken from `TASK_LAYOUTS` for `task` (the layout
+        of a policy trained on that task's data); values the config sets are kept."""
+        horizon, n_action_steps = TASK_LAYOUTS[self.type].get(task or "", OTHER_TASKS_LAYOUT)
+        if self.n_action_steps is not None:
+            n_action_steps = self.n_action_steps
+        elif self.horizon is not None:  # as many as the given horizon allows
+            n_action_steps = max(1, min(n_action_steps, self.horizon - self.n_obs_steps + 1))
+        if self.horizon is None:
+            horizon = max(horizon, self.n_obs_steps - 1 + n_action_steps)
+            if self.type == "diffusion":  # the U-Net halves the horizon once per level
+                step = 2 ** (len(self.diffusion.down_dims) - 1)
+                horizon = -(-horizon // step) * step
+        else:
+            horizon = self.horizon
+        return replace(self, horizon=horizon, n_action_steps=n_action_steps)  # replace() re-runs the checks
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -143,10 +194,10 @@ class PolicyConfig:
         data = dict(data)
         data["encoder"] = EncoderConfig(**data.get("encoder", {}))
         data["diffusion"] = DiffusionConfig(**data.get("diffusion", {}))
-        data["bc"] = BCConfig(**data.get("bc", {}))
+        data["bc"] = BCConfig(**{"layer_norm": False, **data.get("bc", {})})  # saved before layer_norm existed
         return cls(**data)
 
-    # -- the time layout (see the module docstring) ------------------------------------------------------
+    # -- the time layout (see the module docstring; a resolved config's) ------------------------------------
     def observation_offsets(self) -> list[int]:
         """Frame offsets of the observation window, relative to the current step."""
         return list(range(1 - self.n_obs_steps, 1))
