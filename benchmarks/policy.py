@@ -117,14 +117,14 @@ def run_jobs(jobs: list[Job], lanes: int, log_dir: Path) -> None:
         log.close()
         wall = time.monotonic() - started
         code = os.waitstatus_to_exitcode(status)
+        cpu = usage.ru_utime + usage.ru_stime
+        if code == 0 and job.timing is not None:  # (a collection's timing file is also its "done" marker)
+            job.timing.parent.mkdir(parents=True, exist_ok=True)
+            job.timing.write_text(json.dumps({"wall_s": wall, "cpu_s": cpu}, indent=2))
         if code != 0 or not job.done.exists():
             print(f"[FAILED] {job.name} (exit {code}); see {log.name}", flush=True)
             continue
         finished.add(job.name)
-        cpu = usage.ru_utime + usage.ru_stime
-        if job.timing is not None:
-            job.timing.parent.mkdir(parents=True, exist_ok=True)
-            job.timing.write_text(json.dumps({"wall_s": wall, "cpu_s": cpu}, indent=2))
         print(f"[done]  {job.name}: {wall / 60:.1f} min wall, {cpu / 60:.1f} CPU-min", flush=True)
 
 

@@ -101,7 +101,7 @@ class TrainerConfig(DeviceConfig):
     num_workers: int = 0
     seed: int = 0
     #: torch CPU threads (None: torch's default, all cores). On a 2-core machine that other work shares, 2
-    #: threads ran a small network 12x slower than 1 (OpenMP threads spin-waiting for a busy core)
+    #: threads ran the default policy 2.2x slower than 1 (OpenMP threads waiting for a busy core; docs/benchmarks.md)
     threads: int | None = None
     progress_bar: bool = True
 

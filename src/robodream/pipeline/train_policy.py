@@ -31,8 +31,9 @@ from robodream.trainer import TrainerConfig
 
 def policy_trainer(**changes: Any) -> TrainerConfig:
     """The trainer defaults of a policy (robodream's one TrainerConfig; docs/benchmarks.md, "Policies"): batch 32,
-    learning rate 1e-3 with a 500-step warm-up and a cosine decay to 0, one CPU thread (a small network gains little
-    from a second one, and loses 12x when another job shares the cores), a kept checkpoint every 2000 steps. One
+    learning rate 1e-3 with a 500-step warm-up and a cosine decay to 0, one CPU thread (a second one ran 1.33x faster
+    on an idle 2-core machine and 2.2x slower when another process kept one core busy: benchmarks/train_threads.py),
+    a kept checkpoint every 2000 steps. One
     device unless asked: inside `robodream run` several devices would make Lightning's launcher re-run the whole
     pipeline for the other ranks."""
     defaults = dict(max_steps=10_000, batch_size=32, learning_rate=1e-3, weight_decay=1e-6, warmup_steps=500,
