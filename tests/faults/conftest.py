@@ -32,7 +32,9 @@ class CliResult:
 def cli_env() -> dict[str, str]:
     """The environment of a CLI subprocess: this checkout's sources first, one thread, no display."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    # benchmarks/faults.py --against REF points ROBODREAM_FAULTS_SRC at an older commit's sources
+    src = os.environ.get("ROBODREAM_FAULTS_SRC", str(REPO / "src"))
+    env["PYTHONPATH"] = os.pathsep.join([src, str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env.setdefault("OMP_NUM_THREADS", "1")
     env.pop("DISPLAY", None)
     return env
