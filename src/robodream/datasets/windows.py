@@ -69,10 +69,6 @@ class WindowDataset(Dataset):
     def __len__(self) -> int:
         return len(self._anchor)
 
-    def frame_of(self, index: int) -> int:
-        """Global frame index of the anchor of item `index`."""
-        return int(self._anchor[index])
-
     def __getitems__(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
         idx = np.asarray(indices, dtype=np.int64)
         anchor, first, last = self._anchor[idx, None], self._first[idx, None], self._last[idx, None]

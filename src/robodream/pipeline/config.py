@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import fields, is_dataclass
+from dataclasses import is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -147,10 +147,6 @@ def with_defaults(schema: type, recorded: Any) -> dict[str, Any] | None:
     except OmegaConfBaseException:
         return None
     return OmegaConf.to_container(merged, resolve=True)  # type: ignore[return-value]
-
-
-def field_names(schema: type) -> list[str]:
-    return [f.name for f in fields(schema)]
 
 
 def save_config(config: Any, path: str | os.PathLike) -> Path:

@@ -13,8 +13,6 @@ of the bare env.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
 from robodream.features import STATE
@@ -65,17 +63,6 @@ def panda_safety(cfg: SafetyConfig, client: int, panda: int) -> SafetyLayer:
     info = [p.getJointInfo(panda, j, physicsClientId=client) for j in ARM_JOINTS]
     return SafetyLayer(cfg, 1.0 / CONTROL_HZ, np.array([i[8] for i in info]), np.array([i[9] for i in info]),
                        np.array([i[11] for i in info]))
-
-
-@dataclass
-class SafeEnvFactory:
-    """Picklable factory of safe task envs (for evaluation worker processes)."""
-
-    env: EnvConfig = field(default_factory=EnvConfig)
-    safety: SafetyConfig = field(default_factory=SafetyConfig)
-
-    def __call__(self) -> SafeTaskEnv:
-        return make_safe_env(self.env, self.safety)
 
 
 def make_safe_env(env_cfg: EnvConfig, safety_cfg: SafetyConfig | None = None) -> SafeTaskEnv:
