@@ -50,7 +50,8 @@ def run_episode(env, agent: Agent, seed: int, max_steps: int | None = None,
                 video_key: str | None = None) -> EpisodeResult:
     """Run `agent` in `env` from ``env.reset(seed=seed)`` until terminated or truncated (or `max_steps`).
 
-    Success is LeRobot's: the env reported info["success"] at any step. With `video_key`, the frames of that
+    Success is LeRobot's: the env reported info["success"] at any step (so rates compare with LeRobot's; recording,
+    robots/rollout.py, labels an episode by its last step instead, and says why). With `video_key`, the frames of that
     observation key (initial one included) come back in `frames`.
     """
     obs, info = env.reset(seed=seed)
