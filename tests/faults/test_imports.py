@@ -74,3 +74,119 @@ def test_damaged_replay_buffer_is_one_line(tmp_path, damage):
     result = run_cli("import-zarr", source, f"out={tmp_path / 'out.zarr'}")
     assert_bad_input(result, named, str(source))
     assert not (tmp_path / "out.zarr").exists()
+
+
+# -- ROS bags ---------------------------------------------------------------------------------------------------
+
+T0_NS = 1_700_000_000_123_456_789  # an epoch stamp where float seconds put exact grid times off the grid
+
+
+def _joint_state(ts, names: list[str], values, ros1: bool, velocity=None):
+    extra = {"seq": 0} if ros1 else {}
+    header = ts.types["std_msgs/msg/Header"](stamp=ts.types["builtin_interfaces/msg/Time"](sec=0, nanosec=0),
+                                             frame_id="", **extra)
+    return ts.types["sensor_msgs/msg/JointState"](
+        header=header, name=list(names), position=np.asarray(values, np.float64),
+        velocity=np.zeros(len(names)) if velocity is None else velocity, effort=np.zeros(0))
+
+
+def _joint_bag(path: Path, state: list[str], command: list[str] | None = None, count: int = 20,
+               legacy: bool = False) -> Path:
+    """/joint_states (JointState named `state`) and /joint_commands (JointState named `command`) at 10 Hz,
+    received exactly on a 10 fps grid (zero header stamps, as many drivers leave them). `legacy`: a ROS 1 bag
+    whose definitions use the pre-Groovy `roslib/Header`."""
+    from rosbags.typesys import Stores, get_typestore
+
+    ros1 = path.suffix == ".bag"
+    ts = get_typestore(Stores.ROS1_NOETIC if ros1 else Stores.ROS2_HUMBLE)
+    msgtype = "sensor_msgs/msg/JointState"
+    topics = {"/joint_states": state, **({"/joint_commands": command} if command else {})}
+    if ros1:
+        from rosbags.rosbag1 import Writer
+
+        msgdef, md5 = ts.generate_msgdef(msgtype)
+        if legacy:
+            msgdef = msgdef.replace("std_msgs/Header header", "Header header").replace("MSG: std_msgs/Header",
+                                                                                        "MSG: roslib/Header")
+        writer, add = Writer(path), {"msgdef": msgdef, "md5sum": md5}
+        serialize = ts.serialize_ros1
+    else:
+        from rosbags.rosbag2 import StoragePlugin, Writer
+
+        writer, add, serialize = Writer(path, version=9, storage_plugin=StoragePlugin.MCAP), {"typestore": ts}, \
+            ts.serialize_cdr
+    with writer:
+        connections = {topic: writer.add_connection(topic, msgtype, **add) for topic in topics}
+        for k in range(count):
+            for topic, names in topics.items():
+                message = _joint_state(ts, names, np.arange(len(names)) + k, ros1)
+                writer.write(connections[topic], T0_NS + k * 100_000_000, serialize(message, msgtype))
+    return path
+
+
+def _mapping(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "map.yaml"
+    path.write_text(text)
+    return path
+
+
+COMMANDS = "state: {topic: /joint_states}\naction: {topic: /joint_commands}\n"
+
+
+def test_ros_joint_names_disagreeing_between_state_and_action_are_refused(tmp_path):
+    bag = _joint_bag(tmp_path / "bag", ["q0", "q1", "q2"], ["q1", "q2", "q3"])
+    result = run_cli("import-bag", bag, "--map", _mapping(tmp_path, COMMANDS), f"out={tmp_path / 'out.zarr'}")
+    assert_bad_input(result, "/joint_commands", "['q1', 'q2', 'q3']", "['q0', 'q1', 'q2']", "['q3']")
+    assert not (tmp_path / "out.zarr").exists()
+
+
+def test_ros_joints_in_another_order_are_matched_by_name_and_printed(tmp_path):
+    bag = _joint_bag(tmp_path / "bag", ["q0", "q1", "q2"], ["q2", "q0", "q1"])
+    result = run_cli("import-bag", bag, "--map", _mapping(tmp_path, COMMANDS), f"out={tmp_path / 'out.zarr'}")
+    assert result.code == 0, result.stderr
+    assert "joints     state /joint_states: q0, q1, q2; action /joint_commands: q0, q1, q2 (action reordered" \
+        in result.stdout
+    store = EpisodeStore.open(tmp_path / "out.zarr")
+    assert store.features["action"]["names"] == ["q0", "q1", "q2"]
+    episode = store.episode(0)
+    # commands [q2, q0, q1] = [0, 1, 2] + k: by name q0 = 1 + k, q1 = 2 + k, q2 = k
+    np.testing.assert_allclose(episode["action"][0], [1, 2, 0])
+
+
+def test_ros_fields_with_the_wrong_number_of_values_are_refused(tmp_path):
+    bag = _joint_bag(tmp_path / "bag", ["q0", "q1", "q2"])  # effort is empty, as many drivers publish it
+    mapping = _mapping(tmp_path, "state: {topic: /joint_states, fields: [position, velocity, effort]}\n"
+                                 "action: {source: next_state}\n")
+    result = run_cli("import-bag", bag, "--map", mapping, f"out={tmp_path / 'out.zarr'}")
+    assert_bad_input(result, "/joint_states", "'effort' has 0 values", "3 joints")
+    assert not (tmp_path / "out.zarr").exists()
+
+
+def test_ros1_bag_with_legacy_roslib_header_decodes_with_the_bundled_types(tmp_path):
+    bag = _joint_bag(tmp_path / "old.bag", ["q0", "q1"], legacy=True)
+    mapping = _mapping(tmp_path, "state: {topic: /joint_states}\naction: {source: next_state}\n")
+    result = run_cli("import-bag", bag, "--map", mapping, f"out={tmp_path / 'out.zarr'}")
+    assert result.code == 0, result.stderr
+    assert "decoded with the bundled ROS 1 (Noetic) types" in result.stdout
+    np.testing.assert_allclose(EpisodeStore.open(tmp_path / "out.zarr").episode(0)["observation.state"][5], [5, 6])
+
+
+def test_ros_receive_clock_keeps_the_last_frame_on_the_grid(tmp_path):
+    bag = _joint_bag(tmp_path / "bag", ["q0", "q1"], count=20)  # 20 messages at exactly 0.0, 0.1, ... 1.9 s
+    mapping = _mapping(tmp_path, "state: {topic: /joint_states}\naction: {source: next_state}\n")
+    result = run_cli("import-bag", bag, "--map", mapping, f"out={tmp_path / 'out.zarr'}", "clock=receive")
+    assert result.code == 0, result.stderr
+    store = EpisodeStore.open(tmp_path / "out.zarr")
+    assert store.num_frames == 20
+    assert store.episode(0)["observation.state"][-1].tolist() == [19, 20]
+
+
+def test_ros_mapped_topic_without_messages_says_so(tmp_path):
+    from tests.datasets.importers.bags import BagSpec, write_bag
+
+    bag = write_bag(tmp_path / "bag", BagSpec(duration=1.0, empty_topics=("/command",)))
+    result = run_cli("import-bag", bag, "--map", _mapping(tmp_path, "state: {topic: /joint_states}\n"
+                                                                    "action: {topic: /command}\n"),
+                     f"out={tmp_path / 'out.zarr'}")
+    assert_bad_input(result, "/command (action) has no messages in the whole bag", "/joint_states (50)")
+    assert "skip_short" not in result.stderr
