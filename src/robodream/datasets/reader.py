@@ -129,6 +129,10 @@ class EpisodeStore:
             raise RobodreamError(f"unknown episode metadata {name!r}; known: {sorted(self._meta)}")
         return np.asarray(self._meta[name])
 
+    def outcomes(self) -> np.ndarray:
+        """Per-episode outcome codes: layout.SUCCESS (1), FAILURE (0) or UNKNOWN (-1), whatever the store's encoding."""
+        return layout.outcome_codes(self.meta("episode_success"))
+
     def _check_episode(self, index: int) -> int:
         if not -self.num_episodes <= index < self.num_episodes:
             raise RobodreamError(f"episode {index} does not exist: {self.location} holds {self.num_episodes} episodes")
@@ -168,7 +172,8 @@ class EpisodeStore:
             "index": index,
             "length": int(self.episode_lengths[index]),
             "source": str(self._meta["episode_source"][index]),
-            "success": bool(self._meta["episode_success"][index]),
+            "success": {layout.SUCCESS: True, layout.FAILURE: False}.get(  # None: unknown
+                int(layout.outcome_codes(self._meta["episode_success"][index : index + 1])[0])),
             "seed": int(self._meta["episode_seed"][index]),
             "origin": str(self._meta["episode_origin"][index]),
         }

@@ -197,14 +197,15 @@ class EpisodeWriter:
         data: dict[str, np.ndarray],
         *,
         source: str,
-        success: bool = False,
+        success: bool | None = None,
         seed: int = -1,
         origin: str = "",
     ) -> int:
         """Validate, write and commit one episode; returns its index.
 
         `data` maps every feature key of the store to a (T, *shape) array. If "timestamp" is missing it is
-        filled as frame_index / fps. Nothing is written unless the whole episode is valid.
+        filled as frame_index / fps. `success` None means the outcome is unknown (layout.UNKNOWN). Nothing is
+        written unless the whole episode is valid.
         """
         arrays = self._validate(data, source)
         length = next(iter(arrays.values())).shape[0]
@@ -214,7 +215,9 @@ class EpisodeWriter:
                 target = self._data[key]
                 target.resize((start + length, *target.shape[1:]))
                 target[start : start + length] = values
-            for name, value in (("episode_source", source), ("episode_success", bool(success)),
+            outcome = (bool(success) if self._meta["episode_success"].dtype == bool  # a store from before UNKNOWN
+                       else layout.outcome_code(success))
+            for name, value in (("episode_source", source), ("episode_success", outcome),
                                 ("episode_seed", int(seed)), ("episode_origin", str(origin))):
                 self._meta[name].resize((index + 1,))
                 self._meta[name][index] = value

@@ -276,7 +276,7 @@ def _episode(root, episode, info, features, sources, data_path, video_path, stri
         else:
             values = column_array(episode_table, key, shape)
             data[store_key] = values.reshape(len(values), *feature["shape"]).astype(feature["dtype"])
-    success = False
+    success = None  # unknown: LeRobot datasets record next.success only where an environment reported it
     if "next.success" in episode_table.column_names:
         success = bool(column_array(episode_table, "next.success", [1]).any())
     return data, success
