@@ -8,6 +8,7 @@ task, and episodes of unknown outcome were shown and exported as failures.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -190,3 +191,99 @@ def test_ros_mapped_topic_without_messages_says_so(tmp_path):
                      f"out={tmp_path / 'out.zarr'}")
     assert_bad_input(result, "/command (action) has no messages in the whole bag", "/joint_states (50)")
     assert "skip_short" not in result.stderr
+
+
+# -- merge keeps a task per episode; unknown outcomes ----------------------------------------------------------
+
+FEATURES = {"observation.state": {"dtype": "float32", "shape": [2], "names": ["x", "y"]},
+            "action": {"dtype": "float32", "shape": [2], "names": ["dx", "dy"]}}
+
+
+def _store(path: Path, task: str, outcomes: list[bool | None]) -> Path:
+    from robodream.datasets.writer import create_store
+
+    writer = create_store(path, fps=10, features=FEATURES, robot_type="panda", task=task)
+    for k, success in enumerate(outcomes):
+        values = np.full((4, 2), k, np.float32)
+        writer.append_episode({"observation.state": values, "action": values}, source="sim", success=success, seed=k)
+    writer.close()
+    return path
+
+
+def test_merging_stores_of_two_tasks_is_refused_without_mixed_tasks(tmp_path):
+    push = _store(tmp_path / "push.zarr", "push_cube", [True, False])
+    pick = _store(tmp_path / "pick.zarr", "pick_place", [True])
+    result = run_cli("merge", push, pick, f"out={tmp_path / 'all.zarr'}", "progress=false")
+    assert_bad_input(result, "'pick_place'", "'push_cube'", "mixed_tasks=true")
+    assert not (tmp_path / "all.zarr").exists()
+
+
+def test_mixed_task_merge_keeps_each_task_and_exports_several(tmp_path):
+    import pyarrow.parquet as pq
+
+    push = _store(tmp_path / "push.zarr", "push_cube", [True, False])
+    pick = _store(tmp_path / "pick.zarr", "pick_place", [True])
+    out = tmp_path / "all.zarr"
+    result = run_cli("merge", push, pick, f"out={out}", "mixed_tasks=true", "progress=false")
+    assert result.code == 0, result.stderr
+    assert "tasks      push_cube 2, pick_place 1" in result.stdout
+    merged = EpisodeStore.open(out)
+    assert merged.episode_tasks() == ["push_cube", "push_cube", "pick_place"]
+    assert merged.task == "push_cube | pick_place"
+    assert "tasks       push_cube 2, pick_place 1" in run_cli("info", out).stdout
+    # appending a third task keeps the earlier episodes' tasks
+    _store(tmp_path / "stack.zarr", "stack", [False])
+    assert run_cli("merge", tmp_path / "stack.zarr", f"out={out}", "append=true", "mixed_tasks=true",
+                   "progress=false").code == 0
+    assert EpisodeStore.open(out).episode_tasks() == ["push_cube", "push_cube", "pick_place", "stack"]
+    exported = run_cli("export-lerobot", out, tmp_path / "lerobot")
+    assert exported.code == 0 and "tasks 3" in exported.stdout, exported.stderr
+    tasks = pq.read_table(tmp_path / "lerobot" / "meta" / "tasks.parquet").to_pylist()
+    index = {row["__index_level_0__"]: row["task_index"] for row in tasks}  # pandas keeps tasks in the index
+    assert set(index) == {"push_cube", "pick_place", "stack"}
+    frames = pq.read_table(tmp_path / "lerobot" / "data" / "chunk-000" / "file-000.parquet").to_pydict()
+    per_episode = dict(zip(frames["episode_index"], frames["task_index"], strict=True))
+    assert per_episode == {0: index["push_cube"], 1: index["push_cube"], 2: index["pick_place"], 3: index["stack"]}
+    # and back: import-lerobot restores a task per episode
+    assert run_cli("import-lerobot", tmp_path / "lerobot", f"out={tmp_path / 'back.zarr'}").code == 0
+    assert EpisodeStore.open(tmp_path / "back.zarr").episode_tasks() == merged.episode_tasks() + ["stack"]
+
+
+def test_unknown_success_is_shown_as_unknown_and_not_exported_as_failure(tmp_path, monkeypatch):
+    source = _replay_buffer(tmp_path / "pusht.zarr", np.zeros((6, 8, 8, 3), np.uint8))
+    imported = tmp_path / "imported.zarr"
+    assert run_cli("import-zarr", source, f"out={imported}", "image_size=8").code == 0
+    assert EpisodeStore.open(imported).episode_meta(0)["success"] is None
+    assert "success     unknown (2 episodes: no outcome recorded)" in run_cli("info", imported).stdout
+    exported = run_cli("export-lerobot", imported, tmp_path / "lerobot")
+    assert exported.code == 0 and "next.success left out: 2 of 2 episodes" in exported.stdout, exported.stderr
+    info = json.loads((tmp_path / "lerobot" / "meta" / "info.json").read_text())
+    assert "next.success" not in info["features"]
+    # a store of known and unknown outcomes counts them apart
+    known = _store(tmp_path / "known.zarr", "", [True, None, False])
+    assert "success     1/2 (50%), 1 unknown" in run_cli("info", known).stdout
+    # viz labels the tile "unknown", not "fail"
+    import robodream.pipeline.viz as viz
+
+    shown: list[str] = []
+    monkeypatch.setattr(viz, "tile_episodes", lambda frames, labels=(), **kw: shown.extend(labels) or frames[0])
+    monkeypatch.setattr(viz, "write_mp4", lambda grid, path, fps: path)
+    monkeypatch.setattr(viz, "write_gif", lambda grid, path, fps: path)
+    viz.visualize(str(imported), episodes="0-1", out_dir=str(tmp_path))
+    assert shown == ["#0 unknown", "#1 unknown"]
+
+
+def test_stores_with_boolean_success_still_open_and_append(tmp_path, monkeypatch):
+    from robodream.datasets import layout
+    from robodream.datasets.writer import EpisodeWriter
+
+    with monkeypatch.context() as patch:  # a store written before unknown existed: episode_success is bool
+        patch.setitem(layout.EPISODE_META, "episode_success", (bool, False))
+        old = _store(tmp_path / "old.zarr", "push_cube", [True, False])
+    assert EpisodeStore.open(old).group["meta/episode_success"].dtype == bool
+    assert "success     1/2 (50%)" in run_cli("info", old).stdout
+    values = np.zeros((3, 2), np.float32)
+    EpisodeWriter.open(old).append_episode({"observation.state": values, "action": values}, source="import")
+    store = EpisodeStore.open(old)
+    assert store.outcomes().tolist() == [1, 0, 0]  # bool stores cannot say unknown: as before
+    assert [store.episode_meta(i)["success"] for i in range(3)] == [True, False, False]

@@ -26,6 +26,9 @@ def describe_store(store: EpisodeStore) -> list[str]:
         sources = collections.Counter(str(s) for s in store.meta("episode_source"))
         lines.append("sources     " + ", ".join(f"{name} {count}" for name, count in sorted(sources.items())))
         lines.append("success     " + describe_outcomes(store.outcomes()))
+        if store.mixed_tasks:
+            tasks = collections.Counter(store.episode_tasks())
+            lines.append("tasks       " + ", ".join(f"{task} {count}" for task, count in tasks.items()))
         seeds = store.meta("episode_seed")
         if (seeds >= 0).any():
             lines.append(f"seeds       {seeds[seeds >= 0].min()}..{seeds.max()}")

@@ -166,6 +166,7 @@ def export_lerobot(store_path: str | Path, out_dir: str | Path, cfg: LeRobotExpo
     export_name = {k: ("next.reward" if k == "reward" else k) for k in columns}
     imported_tasks = (store.attrs.get("import") or {}).get("tasks") or []
     episode_tasks = ([cfg.task] * store.num_episodes if cfg.task is not None
+                     else store.episode_tasks() if store.mixed_tasks  # LeRobot's task_index per episode
                      else imported_tasks if len(imported_tasks) == store.num_episodes and all(imported_tasks)
                      else [store.task or "default"] * store.num_episodes)
     tasks = list(dict.fromkeys(episode_tasks))
