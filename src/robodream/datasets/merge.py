@@ -89,12 +89,12 @@ def merge_stores(sources: Sequence[str | os.PathLike], out: str | os.PathLike, o
     per_task: dict[str, int] = {}
     frames = 0
     for store in stores:
-        for index in range(store.num_episodes):
+        for index, task in enumerate(store.episode_tasks()):
             meta = store.episode_meta(index)
             writer.append_episode(store.episode(index), source=meta["source"], success=meta["success"],
-                                  seed=meta["seed"], origin=meta["origin"], task=meta["task"])
+                                  seed=meta["seed"], origin=meta["origin"], task=task)
             counts[meta["source"]] = counts.get(meta["source"], 0) + 1
-            per_task[meta["task"]] = per_task.get(meta["task"], 0) + 1
+            per_task[task] = per_task.get(task, 0) + 1
             frames += meta["length"]
             if progress is not None:
                 progress(1)

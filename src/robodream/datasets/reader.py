@@ -192,7 +192,6 @@ class EpisodeStore:
                 int(layout.outcome_codes(self._meta["episode_success"][index : index + 1])[0])),
             "seed": int(self._meta["episode_seed"][index]),
             "origin": str(self._meta["episode_origin"][index]),
-            "task": self.episode_tasks()[index],
         }
 
     def stats(self) -> dict[str, Any]:
