@@ -189,6 +189,12 @@ def cross_check_joints(state: Vectors, action: Vectors) -> str:
         if commanded != observed and sorted(commanded) == sorted(observed) and not renamed:
             action.reorder(observed)
             commanded, note = observed, " (action reordered by joint name to the state's order)"
-    unnamed = "no joint names: not cross-checked"
-    return (f"joints     state {state.topic}: {', '.join(observed) if observed else unnamed}; action {action.topic}: "
-            f"{', '.join(commanded) if commanded else unnamed}{note}")
+    def shown(joints: list[str] | None, mapping: StreamMapping) -> str:
+        if joints:
+            return ", ".join(joints)
+        if mapping.names:
+            return f"{', '.join(mapping.names)} (named in the mapping; the messages name no joints to check)"
+        return "no joint names: not cross-checked"
+
+    return (f"joints     state {state.topic}: {shown(observed, state.mapping)}; action {action.topic}: "
+            f"{shown(commanded, action.mapping)}{note}")
