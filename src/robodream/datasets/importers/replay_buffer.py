@@ -121,11 +121,10 @@ def _data_arrays(group, source: Path) -> dict:
     return {name: member for name, member in members.items() if isinstance(member, zarr.Array)}
 
 
-def import_replay_buffer(source: str | Path, cfg: ReplayImportConfig, progress: bool = True) -> ImportSummary:
-    """Import a zarr v2 replay buffer (data/<key>, meta/episode_ends) into a new store at ``cfg.out``."""
+def _open_buffer(source: Path) -> tuple[dict, np.ndarray]:
+    """The data/ arrays and the checked episode ends of a replay buffer (one error line for anything damaged)."""
     import zarr
 
-    source = Path(source)
     if not source.exists():
         raise RobodreamError(f"{source} does not exist: give the path of a Diffusion Policy replay buffer (*.zarr)")
     try:
@@ -143,6 +142,13 @@ def import_replay_buffer(source: str | Path, cfg: ReplayImportConfig, progress: 
         raise RobodreamError(f"{source} holds no episodes (meta/episode_ends is empty)")
     if np.any(np.diff(np.concatenate([[0], ends])) <= 0):
         raise RobodreamError(f"{source}: meta/episode_ends must increase; got {ends[:10].tolist()}...")
+    return data, ends
+
+
+def import_replay_buffer(source: str | Path, cfg: ReplayImportConfig, progress: bool = True) -> ImportSummary:
+    """Import a zarr v2 replay buffer (data/<key>, meta/episode_ends) into a new store at ``cfg.out``."""
+    source = Path(source)
+    data, ends = _open_buffer(source)
     mapping = _mapping(data, cfg.keys)
     missing = sorted(set(mapping) - set(data))
     if missing:
