@@ -4,6 +4,7 @@
       data/<feature key>              (T, ...) per-frame arrays, chunked along time
       meta/episode_ends               (E,) int64, cumulative frame counts; grown LAST = the commit point
       meta/episode_source, episode_success, episode_seed, episode_origin   (E,) per-episode metadata
+      meta/episode_task               (E,) str, optional: only in stores that mix tasks (see EPISODE_TASK)
 """
 
 from __future__ import annotations
@@ -25,17 +26,36 @@ FORMAT_VERSION = 1
 DATA = "data"
 META = "meta"
 EPISODE_ENDS = "episode_ends"
+# Episode outcomes in meta/episode_success: success, failure, and unknown (imported recordings that do not say).
+# Stores written before unknown existed hold bools (True/False); they are read as 1/0, and appends to them can
+# only store unknown as False, as they always did.
+SUCCESS, FAILURE, UNKNOWN = 1, 0, -1
+OUTCOMES = {SUCCESS: "success", FAILURE: "failure", UNKNOWN: "unknown"}
 # Per-episode metadata arrays besides episode_ends, with their dtype and the value meaning "unknown".
 EPISODE_META: dict[str, tuple[Any, Any]] = {
     "episode_source": (str, ""),
-    "episode_success": (bool, False),
+    "episode_success": (np.int8, UNKNOWN),
     "episode_seed": (np.int64, -1),
     "episode_origin": (str, ""),
 }
 SOURCES = ("sim", "teleop", "import", "synthetic", "deploy")
+# Optional per-episode task (a string per episode), present only in stores that mix tasks (`merge mixed_tasks=true`):
+# readers fall back to the store's `task` attribute where it is absent. Like LeRobot's task_index per episode.
+EPISODE_TASK = "episode_task"
 
 # Per-frame keys every store carries besides the robot's features.
 TIMESTAMP = "timestamp"
+
+
+def outcome_codes(values: np.ndarray) -> np.ndarray:
+    """meta/episode_success as int8 codes (SUCCESS, FAILURE, UNKNOWN), from either encoding (bool or int8)."""
+    values = np.asarray(values)
+    return values.astype(np.int8) if values.dtype == bool else values.astype(np.int8, copy=False)
+
+
+def outcome_code(success: bool | None) -> int:
+    """The code of an outcome given as True, False or None (unknown)."""
+    return UNKNOWN if success is None else SUCCESS if success else FAILURE
 
 
 def is_url(location: str | os.PathLike) -> bool:

@@ -129,6 +129,26 @@ class EpisodeStore:
             raise RobodreamError(f"unknown episode metadata {name!r}; known: {sorted(self._meta)}")
         return np.asarray(self._meta[name])
 
+    def episode_tasks(self) -> list[str]:
+        """Every committed episode's task: meta/episode_task in stores that mix tasks (merge mixed_tasks=true),
+        else (and for entries it lacks) the store's `task` attribute."""
+        if not hasattr(self, "_episode_tasks"):
+            tasks: list[str] = []
+            if layout.EPISODE_TASK in self.group[layout.META]:
+                tasks = [str(t) for t in self.group[f"{layout.META}/{layout.EPISODE_TASK}"][: self.num_episodes]]
+            tasks += [""] * (self.num_episodes - len(tasks))
+            self._episode_tasks = [t or self.task for t in tasks]
+        return list(self._episode_tasks)
+
+    @property
+    def mixed_tasks(self) -> bool:
+        """Whether the store keeps a task per episode (meta/episode_task)."""
+        return layout.EPISODE_TASK in self.group[layout.META]
+
+    def outcomes(self) -> np.ndarray:
+        """Per-episode outcome codes: layout.SUCCESS (1), FAILURE (0) or UNKNOWN (-1), whatever the store's encoding."""
+        return layout.outcome_codes(self.meta("episode_success"))
+
     def _check_episode(self, index: int) -> int:
         if not -self.num_episodes <= index < self.num_episodes:
             raise RobodreamError(f"episode {index} does not exist: {self.location} holds {self.num_episodes} episodes")
@@ -168,7 +188,8 @@ class EpisodeStore:
             "index": index,
             "length": int(self.episode_lengths[index]),
             "source": str(self._meta["episode_source"][index]),
-            "success": bool(self._meta["episode_success"][index]),
+            "success": {layout.SUCCESS: True, layout.FAILURE: False}.get(  # None: unknown
+                int(layout.outcome_codes(self._meta["episode_success"][index : index + 1])[0])),
             "seed": int(self._meta["episode_seed"][index]),
             "origin": str(self._meta["episode_origin"][index]),
         }

@@ -117,6 +117,13 @@ def _group_arrays(group: zarr.Group) -> tuple[dict[str, zarr.Array], dict[str, z
     return data, meta, ends
 
 
+def _episode_task_array(group: zarr.Group) -> zarr.Array | None:
+    """meta/episode_task of a store that mixes tasks, else None. It is not part of the commit check: a store
+    appended to by a robodream that does not know it keeps its episodes (readers use the `task` attribute)."""
+    name = f"{layout.META}/{layout.EPISODE_TASK}"
+    return group[name] if layout.EPISODE_TASK in group[layout.META] else None
+
+
 def _repair_group(group: zarr.Group) -> RepairReport:
     data, meta, ends_array = _group_arrays(group)
     ends = ends_array[:]
@@ -133,6 +140,9 @@ def _repair_group(group: zarr.Group) -> RepairReport:
     for arr in meta.values():
         if arr.shape[0] != count:
             arr.resize((count,))
+    tasks = _episode_task_array(group)
+    if tasks is not None and tasks.shape[0] > count:
+        tasks.resize((count,))
     for arr in data.values():
         if arr.shape[0] != frames:
             arr.resize((frames, *arr.shape[1:]))
@@ -156,6 +166,7 @@ class EpisodeWriter:
         self.location = str(location)
         self.features: dict[str, Feature] = dict(group.attrs["features"])
         self._data, self._meta, self._ends = _group_arrays(group)
+        self._tasks = _episode_task_array(group)
         self._episode_ends = [int(e) for e in self._ends[:]]
 
     @classmethod
@@ -175,6 +186,20 @@ class EpisodeWriter:
             raise RobodreamError(f"cannot add to {location}: it holds {sorted(stored)} with other shapes or names "
                                  f"than {recorder} records; {fix}")
         return writer
+
+    def keep_episode_tasks(self, task: str) -> None:
+        """Make this store one of mixed tasks: meta/episode_task holds every episode's task (the committed ones get
+        the current `task` attribute), and the attribute becomes ``task`` (a summary such as "a | b")."""
+        if self._tasks is None:
+            try:
+                current = str(self.attrs.get("task", ""))
+                self._tasks = self.group.create_array(f"{layout.META}/{layout.EPISODE_TASK}", dtype=str,
+                                                      shape=(self.num_episodes,), chunks=(META_CHUNK,), fill_value="")
+                if self.num_episodes:
+                    self._tasks[:] = np.asarray([current] * self.num_episodes)
+            except OSError as exc:
+                raise RobodreamError(layout.describe_os_error(exc, self.location)) from None
+        self.group.attrs["task"] = task
 
     @property
     def attrs(self) -> dict[str, Any]:
@@ -197,16 +222,23 @@ class EpisodeWriter:
         data: dict[str, np.ndarray],
         *,
         source: str,
-        success: bool = False,
+        success: bool | None = None,
         seed: int = -1,
         origin: str = "",
+        task: str | None = None,
     ) -> int:
         """Validate, write and commit one episode; returns its index.
 
         `data` maps every feature key of the store to a (T, *shape) array. If "timestamp" is missing it is
-        filled as frame_index / fps. Nothing is written unless the whole episode is valid.
+        filled as frame_index / fps. `success` None means the outcome is unknown (layout.UNKNOWN). `task` is the
+        episode's own task in a store of mixed tasks (`keep_episode_tasks`); a store of one task refuses another.
+        Nothing is written unless the whole episode is valid.
         """
         arrays = self._validate(data, source)
+        store_task = str(self.attrs.get("task", ""))
+        if self._tasks is None and task is not None and task != store_task:
+            raise RobodreamError(f"episode of task {task!r} cannot go into {self.location}, a store of task "
+                                 f"{store_task!r}: merge with mixed_tasks=true to keep a task per episode")
         length = next(iter(arrays.values())).shape[0]
         start, index = self.num_frames, self.num_episodes
         try:
@@ -214,10 +246,15 @@ class EpisodeWriter:
                 target = self._data[key]
                 target.resize((start + length, *target.shape[1:]))
                 target[start : start + length] = values
-            for name, value in (("episode_source", source), ("episode_success", bool(success)),
+            outcome = (bool(success) if self._meta["episode_success"].dtype == bool  # a store from before UNKNOWN
+                       else layout.outcome_code(success))
+            for name, value in (("episode_source", source), ("episode_success", outcome),
                                 ("episode_seed", int(seed)), ("episode_origin", str(origin))):
                 self._meta[name].resize((index + 1,))
                 self._meta[name][index] = value
+            if self._tasks is not None:
+                self._tasks.resize((index + 1,))
+                self._tasks[index] = store_task if task is None else task
             # The commit point: the episode exists once episode_ends holds its end.
             self._ends.resize((index + 1,))
             self._ends[index] = start + length
@@ -234,6 +271,7 @@ class EpisodeWriter:
         except OSError:
             pass  # still safe: readers ignore uncommitted frames and the next append repairs them
         self._data, self._meta, self._ends = _group_arrays(self.group)
+        self._tasks = _episode_task_array(self.group)
 
     def _validate(self, data: dict[str, np.ndarray], source: str) -> dict[str, np.ndarray]:
         if source not in layout.SOURCES:

@@ -113,5 +113,6 @@ def add_commands(sub) -> None:
     replay = sub.add_parser("import-zarr", help="import a Diffusion Policy zarr replay buffer into an episode store")
     replay.add_argument("source", help="replay buffer (*.zarr with data/<key> and meta/episode_ends)")
     replay.add_argument("options", nargs="*", metavar="key=value",
-                        help="out=..., fps=10, keys.<array>=<feature>, image_size=64, robot_type=..., task=...")
+                        help="out=..., fps=10, keys.<array>=<feature>, image_size=64, image_scale=255 (float images "
+                             "in 0..255; default: read from the data), robot_type=..., task=...")
     replay.set_defaults(handler=_cmd_import_zarr)

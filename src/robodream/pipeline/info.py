@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import collections
 
+import numpy as np
+
 from robodream.datasets.reader import EpisodeStore
 from robodream.errors import RobodreamError
 from robodream.pipeline.collect import store_size_bytes
@@ -23,8 +25,10 @@ def describe_store(store: EpisodeStore) -> list[str]:
         lines.append(f"length      min {lengths.min()}  mean {lengths.mean():.1f}  max {lengths.max()} frames")
         sources = collections.Counter(str(s) for s in store.meta("episode_source"))
         lines.append("sources     " + ", ".join(f"{name} {count}" for name, count in sorted(sources.items())))
-        success = store.meta("episode_success").astype(bool)
-        lines.append(f"success     {success.sum()}/{len(success)} ({success.mean():.0%})")
+        lines.append("success     " + describe_outcomes(store.outcomes()))
+        if store.mixed_tasks:
+            tasks = collections.Counter(store.episode_tasks())
+            lines.append("tasks       " + ", ".join(f"{task} {count}" for task, count in tasks.items()))
         seeds = store.meta("episode_seed")
         if (seeds >= 0).any():
             lines.append(f"seeds       {seeds[seeds >= 0].min()}..{seeds.max()}")
@@ -46,6 +50,18 @@ def describe_store(store: EpisodeStore) -> list[str]:
     if size:
         lines.append(f"on disk     {size / 1e6:.1f} MB ({store.nbytes / max(size, 1):.1f}x compression)")
     return lines
+
+
+def describe_outcomes(codes: np.ndarray) -> str:
+    """"7/9 (78%), 3 unknown": successes over the episodes whose outcome is known, and how many are not."""
+    from robodream.datasets import layout
+
+    known = codes != layout.UNKNOWN
+    unknown = int((~known).sum())
+    if not known.any():
+        return f"unknown ({unknown} episodes: no outcome recorded)"
+    wins = int((codes == layout.SUCCESS).sum())
+    return f"{wins}/{int(known.sum())} ({wins / known.sum():.0%})" + (f", {unknown} unknown" if unknown else "")
 
 
 def parse_episode_selection(text: str, num_episodes: int) -> list[int]:

@@ -35,6 +35,9 @@ class MergeConfig:
     out: str | None = None  # the merged store (path or fsspec URL)
     overwrite: bool = False  # replace an existing out
     append: bool = False  # add the episodes to an existing out (it must have the same fps and features)
+    #: allow stores of different tasks: the result keeps each episode's task (meta/episode_task) and exports to
+    #: LeRobot as several tasks; without it, stores of different tasks are refused
+    mixed_tasks: bool = False
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -55,6 +58,7 @@ class MergeSummary:
     episodes_in_store: int
     elapsed_s: float
     duplicate_sim_seeds: list[int] = field(default_factory=list)
+    tasks: dict[str, int] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
         sources = ", ".join(f"{name} {count}" for name, count in sorted(self.sources.items())) or "none"
@@ -63,6 +67,8 @@ class MergeSummary:
             f"merged     {self.episodes} episodes ({self.frames} frames) from {self.stores} "
             f"store{'s' if self.stores != 1 else ''}",
             f"sources    {sources}",
+            *([f"tasks      {', '.join(f'{task} {n}' for task, n in self.tasks.items())} (a task per episode)"]
+              if len(self.tasks) > 1 else []),
             f"episodes   {self.episodes_in_store} in store",
             f"time       {self.elapsed_s:.1f} s",
         ]
@@ -125,11 +131,12 @@ def merge(cfg: MergeConfig) -> MergeSummary:
     started = time.monotonic()
     with tqdm(total=total, desc="merge", unit="ep", disable=not cfg.progress, dynamic_ncols=True,
               file=sys.stderr) as bar:
-        report = merge_stores(cfg.stores, cfg.out, overwrite=cfg.overwrite, append=cfg.append, progress=bar.update)
+        report = merge_stores(cfg.stores, cfg.out, overwrite=cfg.overwrite, append=cfg.append, progress=bar.update,
+                              mixed_tasks=cfg.mixed_tasks)
     return MergeSummary(out=str(cfg.out), stores=len(stores), episodes=report.episodes, frames=report.frames,
                         sources=report.sources, elapsed_s=time.monotonic() - started,
                         episodes_in_store=EpisodeStore.open(cfg.out, cache="disk").num_episodes,
-                        duplicate_sim_seeds=duplicates)
+                        duplicate_sim_seeds=duplicates, tasks=report.tasks)
 
 
 def _cmd_merge(ns: argparse.Namespace) -> int:
@@ -152,7 +159,7 @@ def add_commands(sub) -> None:
                                      "The stores must have the same fps and features.")
     cmd.add_argument("args", nargs="*", metavar="store|config.yaml|key=value",
                      help="stores (paths or fsspec URLs), YAML configs with a `stores:` list, and options: "
-                          "out=..., overwrite=true, append=true, progress=false")
+                          "out=..., overwrite=true, append=true, mixed_tasks=true, progress=false")
     cmd.set_defaults(handler=_cmd_merge)
 
 

@@ -35,7 +35,8 @@ def visualize(store_location: str, episodes: str = "0-3", out_dir: str | None = 
     for index in selected:
         frames.append(store.episode(index, [key])[key])
         meta = store.episode_meta(index)
-        labels.append(f"#{index} {'ok' if meta['success'] else 'fail'}")
+        outcome = {True: "ok", False: "fail", None: "unknown"}[meta["success"]]
+        labels.append(f"#{index} {outcome}")
     grid = tile_episodes(frames, labels=labels, columns=columns, scale=scale)
     base = Path(out_dir) if out_dir else Path(str(store_location).rstrip("/")).parent
     stem = Path(str(store_location).rstrip("/")).stem + f"_ep{episodes.replace(',', '_')}"

@@ -37,7 +37,7 @@ def probe_arrays(store: EpisodeStore, config: ProbeConfig, episodes: list[int]) 
     episode = np.repeat(np.arange(len(episodes)), [len(p[config.image_key]) for p in parts])
     return {"frames": data[config.image_key], "positions": target_values(config, data).astype(np.float32),
             "success": success.astype(np.float32), "episode": episode,
-            "episode_success": np.asarray(store.meta("episode_success"), dtype=bool)[episodes]}
+            "episode_success": (store.outcomes() == 1)[episodes]}  # unknown outcomes count as not succeeded
 
 
 def episode_detection(said: np.ndarray, episode: np.ndarray, outcomes: np.ndarray) -> tuple[int, int]:

@@ -155,7 +155,7 @@ def test_header_stamps_going_backwards_are_refused_with_a_way_out(tmp_path):
 
 def test_empty_episode_is_refused_or_skipped(tmp_path):
     bag = write_bag(tmp_path / "bag", BagSpec(duration=1.0, empty_topics=("/command",)))
-    _refused(tmp_path, bag, r"topic /command \(action\) has no messages in it")
+    _refused(tmp_path, bag, r"topic /command \(action\) has no messages in the whole bag; the bag.s topics")
     spec = BagSpec(duration=2.0, markers=[(0.1, True), (1.0, True), (1.97, True)])  # no camera frame after 1.97 s
     marked = write_bag(tmp_path / "marked", spec)
     _refused(tmp_path, marked, r"episode 2 .*topic /camera/image_raw \(image front\) has no messages in it; "

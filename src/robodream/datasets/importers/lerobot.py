@@ -226,11 +226,14 @@ def import_lerobot(root: str | Path, cfg: LeRobotImportConfig, progress: bool = 
             extra_attrs={"import": {"format": "lerobot-" + str(info.get("codebase_version")), "source": str(root),
                                     "source_fps": src_fps, "tasks": tasks}},
         )
+        if len(unique_tasks) > 1:  # a dataset of several tasks keeps each episode's (like its task_index)
+            writer.keep_episode_tasks(" | ".join(unique_tasks))
         try:
-            for episode in tqdm(episodes, desc="import-lerobot", unit="ep", disable=not progress, file=sys.stderr):
+            for episode, task in tqdm(list(zip(episodes, tasks, strict=True)), desc="import-lerobot", unit="ep",
+                                      disable=not progress, file=sys.stderr):
                 data, success = _episode(root, episode, info, features, sources, data_path, video_path, stride,
                                          cfg, cursors, table_cache)
-                writer.append_episode(data, source="import", success=success,
+                writer.append_episode(data, source="import", success=success, task=task or None,
                                       origin=f"lerobot:{root}#episode={episode['episode_index']}")
         finally:
             for cursor in cursors.values():
@@ -276,7 +279,7 @@ def _episode(root, episode, info, features, sources, data_path, video_path, stri
         else:
             values = column_array(episode_table, key, shape)
             data[store_key] = values.reshape(len(values), *feature["shape"]).astype(feature["dtype"])
-    success = False
+    success = None  # unknown: LeRobot datasets record next.success only where an environment reported it
     if "next.success" in episode_table.column_names:
         success = bool(column_array(episode_table, "next.success", [1]).any())
     return data, success

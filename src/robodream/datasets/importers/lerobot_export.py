@@ -3,8 +3,10 @@
 Writes the layout `lerobot.py` reads (meta/info.json, meta/tasks.parquet, meta/episodes/chunk-000/file-000.parquet
 with per-episode stats, meta/stats.json, data/chunk-000/file-000.parquet, videos/<key>/chunk-000/file-000.mp4).
 Features keep their names; the store's `reward` becomes `next.reward`, and each successful episode gets
-`next.success` on its last frame, so that `import-lerobot` restores both. All episodes go into one data file
-and one video per camera (LeRobot starts new files past data_files_size_in_mb / video_files_size_in_mb; it
+`next.success` on its last frame, so that `import-lerobot` restores both. LeRobot has no per-episode "unknown":
+datasets without a success signal (most real recordings) simply lack `next.success`, so it is written only when
+every episode's outcome is known; otherwise it is left out rather than claiming failures. All episodes go into
+one data file and one video per camera (LeRobot starts new files past data_files_size_in_mb / video_files_size_in_mb; it
 reads single large files just as well). Images are encoded as yuv420p H.264 (default; fast, decodable
 everywhere) or AV1 (`codec=av1`, LeRobot's default, smaller files), with a keyframe every 2 frames as LeRobot
 does, for fast random access during training.
@@ -22,6 +24,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from robodream.datasets import layout
 from robodream.datasets.importers.common import atomic_output, require_pyarrow
 from robodream.datasets.importers.lerobot import DEFAULT_DATA_PATH, DEFAULT_VIDEO_PATH
 from robodream.datasets.reader import EpisodeStore
@@ -163,10 +166,13 @@ def export_lerobot(store_path: str | Path, out_dir: str | Path, cfg: LeRobotExpo
     export_name = {k: ("next.reward" if k == "reward" else k) for k in columns}
     imported_tasks = (store.attrs.get("import") or {}).get("tasks") or []
     episode_tasks = ([cfg.task] * store.num_episodes if cfg.task is not None
+                     else store.episode_tasks() if store.mixed_tasks  # LeRobot's task_index per episode
                      else imported_tasks if len(imported_tasks) == store.num_episodes and all(imported_tasks)
                      else [store.task or "default"] * store.num_episodes)
     tasks = list(dict.fromkeys(episode_tasks))
-    success = store.meta("episode_success").astype(bool)
+    outcomes = store.outcomes()
+    unknown = int((outcomes == layout.UNKNOWN).sum())
+    success = outcomes == layout.SUCCESS
 
     info_features: dict[str, Any] = {}
     for key, feature in columns.items():
@@ -178,8 +184,9 @@ def export_lerobot(store_path: str | Path, out_dir: str | Path, cfg: LeRobotExpo
                               "info": {"video.height": height, "video.width": width, "video.codec": cfg.codec,
                                        "video.pix_fmt": "yuv420p", "video.is_depth_map": False, "video.fps": fps,
                                        "video.channels": 3, "has_audio": False}}
-    for key, dtype in (("next.success", "bool"), ("timestamp", "float32"), ("frame_index", "int64"),
-                       ("episode_index", "int64"), ("index", "int64"), ("task_index", "int64")):
+    for key, dtype in ((("next.success", "bool"),) if not unknown else ()) + (
+            ("timestamp", "float32"), ("frame_index", "int64"), ("episode_index", "int64"), ("index", "int64"),
+            ("task_index", "int64")):
         info_features[key] = {"dtype": dtype, "shape": [1], "names": None}
     numeric = [k for k, f in info_features.items() if f["dtype"] not in ("video", "bool")]
 
@@ -199,7 +206,8 @@ def export_lerobot(store_path: str | Path, out_dir: str | Path, cfg: LeRobotExpo
                 done = np.zeros(length, bool)
                 done[-1] = success[e]
                 values = {export_name[k]: arrays[k] for k in columns}
-                values.update({"next.success": done, "timestamp": arrays["timestamp"].astype(np.float32),
+                values.update({**({"next.success": done} if not unknown else {}),
+                               "timestamp": arrays["timestamp"].astype(np.float32),
                                "frame_index": np.arange(length), "episode_index": np.full(length, e),
                                "index": np.arange(start, start + length),
                                "task_index": np.full(length, tasks.index(episode_tasks[e]))})
@@ -249,4 +257,6 @@ def export_lerobot(store_path: str | Path, out_dir: str | Path, cfg: LeRobotExpo
     return [f"dataset    {out_dir}  (LeRobot v3.0)",
             f"episodes   {store.num_episodes}   frames {start}   fps {fps:g}   tasks {len(tasks)}",
             f"features   {', '.join(k for k in info_features if k not in BOOKKEEPING_OUT)}",
-            f"videos     {', '.join(cameras) or 'none'} ({cfg.codec}, crf {crf})"]
+            f"videos     {', '.join(cameras) or 'none'} ({cfg.codec}, crf {crf})"] + (
+        [f"success    next.success left out: {unknown} of {store.num_episodes} episodes have no recorded outcome"]
+        if unknown else [])

@@ -6,6 +6,11 @@ episode lengths in ``meta/episode_ends`` — the same layout as an episode store
 fps or per-episode metadata. `keys` maps source arrays to store features (``keys.img=observation.images.front``,
 ``keys.keypoint=`` to leave one out); the conventional names below are recognised without it, and any other
 (N, H, W, 3) array becomes a camera. Arrays not mapped are listed in the summary and left out.
+
+Image values: uint8 frames are stored as they are. Float (or other non-uint8) frames come in two conventions:
+0..1, and 0..255 (the original PushT buffer keeps ``img`` as float32 in 0..255). ``image_scale`` is the value that
+means full white; by default it is read from the data (the first episode's maximum: above 1 means 0..255) and a
+later episode that does not fit the choice is an error rather than clipped frames. The summary says which was used.
 """
 
 from __future__ import annotations
@@ -37,9 +42,14 @@ class ReplayImportConfig(ImageOptions):
     keys: dict[str, str] = field(default_factory=dict)  # source array -> store feature
     robot_type: str = "unknown"
     task: str = ""
+    #: the value of full white in non-uint8 images: 1 (0..1 floats) or 255 (0..255); null = read it from the data
+    image_scale: float | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.image_scale is not None and not self.image_scale > 0:
+            raise RobodreamError(f"image_scale={self.image_scale}: give the value of full white, e.g. 1 for images "
+                                 "in 0..1 or 255 for 0..255 (or null to read it from the data)")
         if not self.fps > 0:
             raise RobodreamError(f"fps={self.fps}: choose a positive frame rate")
         targets = list(self.keys.values())
@@ -52,12 +62,32 @@ def _is_image(array) -> bool:
     return len(shape) == 4 and (shape[-1] == 3 or shape[1] == 3)
 
 
-def _images(values: np.ndarray, size: tuple[int, int], fit: str) -> np.ndarray:
+def _image_scale(values: np.ndarray) -> float:
+    """Full white of non-uint8 frames judged from their values: 0..1 unless anything exceeds 1 (then 0..255)."""
+    return 255.0 if values.size and float(np.nanmax(values)) > 1.0 else 1.0
+
+
+def _images(values: np.ndarray, size: tuple[int, int], fit: str, scale: float, where: str) -> np.ndarray:
     if values.shape[-1] != 3:  # (N, 3, H, W), as some buffers keep torch's layout
         values = values.transpose(0, 2, 3, 1)
-    if values.dtype != np.uint8:  # float images in [0, 1]
-        values = (np.clip(values, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+    if values.dtype != np.uint8:  # numbers in [0, scale]
+        top = float(np.nanmax(values)) if values.size else 0.0
+        if top > scale * 1.001:  # clipping would turn the frames white: say so instead
+            raise RobodreamError(f"{where} has values up to {top:g}, above image_scale={scale:g} (full white): pass "
+                                 "image_scale=255 for images in 0..255 (or the right scale)")
+        values = (np.clip(np.nan_to_num(values) / scale, 0.0, 1.0) * 255.0).round().astype(np.uint8)
     return np.stack([fit_image(np.ascontiguousarray(frame), *size, mode=fit) for frame in values])
+
+
+def _read(source: Path, name: str, read):
+    """``read()``, with damaged arrays (bad metadata, corrupt chunks) turned into one line naming the array."""
+    try:
+        return read()
+    except RobodreamError:
+        raise
+    except Exception as exc:  # zarr, numcodecs and json raise many types for damaged files
+        raise RobodreamError(f"cannot read {name} of {source}: {type(exc).__name__}: {exc} (the replay buffer is "
+                             "damaged or incomplete)") from None
 
 
 def _mapping(data: dict, keys: dict[str, str]) -> dict[str, str]:
@@ -78,11 +108,23 @@ def _mapping(data: dict, keys: dict[str, str]) -> dict[str, str]:
     return mapping
 
 
-def import_replay_buffer(source: str | Path, cfg: ReplayImportConfig, progress: bool = True) -> ImportSummary:
-    """Import a zarr v2 replay buffer (data/<key>, meta/episode_ends) into a new store at ``cfg.out``."""
+def _data_arrays(group, source: Path) -> dict:
+    """The arrays under data/, opened one by one so that a damaged one is named (listing them all at once reads
+    their metadata concurrently, and zarr then reports a damaged one with stray tracebacks)."""
     import zarr
 
-    source = Path(source)
+    folder = source / "data"
+    if not folder.is_dir():  # not a directory store: let zarr list it
+        return _read(source, "the arrays under data/", lambda: dict(group["data"].arrays()))
+    names = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    members = {name: _read(source, f"data/{name}", lambda n=name: group["data"][n]) for name in names}
+    return {name: member for name, member in members.items() if isinstance(member, zarr.Array)}
+
+
+def _open_buffer(source: Path) -> tuple[dict, np.ndarray]:
+    """The data/ arrays and the checked episode ends of a replay buffer (one error line for anything damaged)."""
+    import zarr
+
     if not source.exists():
         raise RobodreamError(f"{source} does not exist: give the path of a Diffusion Policy replay buffer (*.zarr)")
     try:
@@ -91,14 +133,22 @@ def import_replay_buffer(source: str | Path, cfg: ReplayImportConfig, progress: 
         raise RobodreamError(f"cannot open {source} as a zarr group: {exc}") from None
     if group.attrs.get("format") == "robodream.episodes":
         raise RobodreamError(f"{source} is already a robodream episode store: use it directly (or `robodream info`)")
-    if "data" not in group or "meta" not in group or "episode_ends" not in group["meta"]:
+    if not _read(source, "its groups",
+                 lambda: "data" in group and "meta" in group and "episode_ends" in group["meta"]):
         raise RobodreamError(f"{source} is not a replay buffer: expected data/<key> arrays and meta/episode_ends")
-    data = {name: array for name, array in group["data"].arrays()}
-    ends = np.asarray(group["meta"]["episode_ends"][:], dtype=np.int64)
+    data = _data_arrays(group, source)
+    ends = _read(source, "meta/episode_ends", lambda: np.asarray(group["meta"]["episode_ends"][:], dtype=np.int64))
     if len(ends) == 0:
         raise RobodreamError(f"{source} holds no episodes (meta/episode_ends is empty)")
     if np.any(np.diff(np.concatenate([[0], ends])) <= 0):
         raise RobodreamError(f"{source}: meta/episode_ends must increase; got {ends[:10].tolist()}...")
+    return data, ends
+
+
+def import_replay_buffer(source: str | Path, cfg: ReplayImportConfig, progress: bool = True) -> ImportSummary:
+    """Import a zarr v2 replay buffer (data/<key>, meta/episode_ends) into a new store at ``cfg.out``."""
+    source = Path(source)
+    data, ends = _open_buffer(source)
     mapping = _mapping(data, cfg.keys)
     missing = sorted(set(mapping) - set(data))
     if missing:
@@ -131,17 +181,26 @@ def import_replay_buffer(source: str | Path, cfg: ReplayImportConfig, progress: 
                               extra_attrs={"import": {"format": "diffusion-policy-replay-buffer", "source": str(source),
                                                       "keys": mapping}})
         starts = np.concatenate([[0], ends[:-1]])
+        scales = dict.fromkeys(sizes, cfg.image_scale)
         for e, (start, end) in enumerate(tqdm(list(zip(starts, ends, strict=True)), desc="import-zarr", unit="ep",
                                               disable=not progress, file=sys.stderr)):
             episode = {}
             for name, key in mapping.items():
-                values = np.asarray(data[name][start:end])
-                episode[key] = (_images(values, sizes[key], cfg.image_fit) if key in sizes
+                values = _read(source, f"data/{name} (frames {start}-{end - 1})",
+                               lambda n=name, a=start, b=end: np.asarray(data[n][a:b]))
+                if key in sizes and values.dtype != np.uint8 and scales[key] is None:
+                    scales[key] = _image_scale(values)
+                episode[key] = (_images(values, sizes[key], cfg.image_fit, scales[key] or 255.0,
+                                        f"data/{name} episode {e}") if key in sizes
                                 else values.reshape(len(values), -1).astype(np.float32))
             writer.append_episode(episode, source="import", origin=f"replay:{source}#episode={e}")
         writer.close()
         summary.episodes, summary.frames, summary.features = writer.num_episodes, writer.num_frames, writer.features
     summary.notes.append("mapped     " + ", ".join(f"{k} -> {v}" for k, v in mapping.items()))
+    for name, key in mapping.items():
+        if key in sizes and data[name].dtype != np.uint8:
+            how = "given" if cfg.image_scale is not None else "read from the data; set image_scale= to override"
+            summary.notes.append(f"images     {name} is {data[name].dtype} in 0..{scales[key]:g} ({how})")
     ignored = sorted(set(data) - set(mapping))
     if ignored:
         summary.notes.append(f"left out   {', '.join(ignored)} (map them with keys.<array>=<feature>)")

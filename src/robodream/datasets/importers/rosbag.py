@@ -17,29 +17,17 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from robodream.datasets.importers.common import ImportSummary, atomic_output, fit_image
+from robodream.datasets.importers.common import ImportSummary, atomic_output
 from robodream.datasets.importers.resample import StreamReport, check_increasing, coverage, frame_times, resample
-from robodream.datasets.importers.ros_messages import (
-    IMAGE_TYPES,
-    decode_image,
-    get_field,
-    joint_names_of,
-    normalize_msgtype,
-    numbers,
-)
-from robodream.datasets.importers.rosbag_mapping import BagImportConfig, StreamMapping
+from robodream.datasets.importers.ros_messages import IMAGE_TYPES, normalize_msgtype
+from robodream.datasets.importers.rosbag_mapping import BagImportConfig
+from robodream.datasets.importers.rosbag_reader import BagClock, messages, open_bag
+from robodream.datasets.importers.rosbag_streams import Images, Markers, Vectors, cross_check_joints
 from robodream.datasets.writer import EpisodeWriter, create_store
 from robodream.errors import RobodreamError
 from robodream.features import ACTION, IMAGE_PREFIX, STATE, image_feature, vector_feature
 
 BAG_SUFFIXES = (".bag", ".mcap", ".db3")
-DEFAULT_FIELDS = {
-    "sensor_msgs/msg/JointState": ["position"],
-    "std_msgs/msg/Float64MultiArray": ["data"],
-    "std_msgs/msg/Float32MultiArray": ["data"],
-    "trajectory_msgs/msg/JointTrajectory": ["points[0].positions"],
-    "trajectory_msgs/msg/JointTrajectoryPoint": ["positions"],
-}
 
 
 def find_bags(paths: list[str | Path]) -> list[Path]:
@@ -64,206 +52,72 @@ def find_bags(paths: list[str | Path]) -> list[Path]:
     return bags
 
 
-def _stamp(message: object, receive_ns: int, use_header: bool) -> float:
-    stamp = getattr(getattr(message, "header", None), "stamp", None)
-    if use_header and stamp is not None:
-        return stamp.sec + stamp.nanosec * 1e-9
-    return receive_ns * 1e-9
-
-
-def _has_header_clock(message: object) -> bool:
-    stamp = getattr(getattr(message, "header", None), "stamp", None)
-    return stamp is not None and (stamp.sec != 0 or stamp.nanosec != 0)  # all-zero stamps: driver never set them
-
-
-class _Vectors:
-    """Numbers from one topic; on single-joint command topics, one channel per joint (else one channel "")."""
-
-    def __init__(self, mapping: StreamMapping, role: str, msgtype: str, method: str):
-        self.mapping, self.role, self.method = mapping, role, method
-        self.topic = mapping.topic
-        self.fields = mapping.fields or DEFAULT_FIELDS.get(msgtype)
-        if not self.fields:
-            raise RobodreamError(f"topic {self.topic} ({msgtype}): set {role}.fields to the message fields to read, "
-                                 "e.g. [data] or [linear.x, linear.y, linear.z]")
-        self.times: dict[str, list[float]] = {}
-        self.values: dict[str, list[np.ndarray]] = {}
-        self.single = False  # one joint per message (a `name` string field)
-        self.message_names: list[str] | None = None
-        self._index_cache: dict[tuple[str, ...], np.ndarray] = {}
-
-    def _joint_index(self, names: list[str]) -> np.ndarray:
-        key = tuple(names)
-        if key not in self._index_cache:
-            missing = [j for j in self.mapping.joints if j not in names]
-            if missing:
-                raise RobodreamError(f"topic {self.topic}: joints {missing} (from {self.role}.joints) are not in the "
-                                     f"message's names {names}")
-            self._index_cache[key] = np.asarray([names.index(j) for j in self.mapping.joints])
-        return self._index_cache[key]
-
-    def add(self, message: object, t: float) -> None:
-        names = joint_names_of(message)
-        parts = [numbers(get_field(message, f, self.topic), f, self.topic) for f in self.fields]
-        channel = ""
-        if isinstance(names, str):
-            if not self.mapping.joints:
-                raise RobodreamError(f"topic {self.topic} carries one joint per message (name {names!r}): list the "
-                                     f"joints to use in {self.role}.joints, e.g. joints: [{names}]")
-            if names not in self.mapping.joints:
-                return
-            self.single, channel = True, names
-        elif self.mapping.joints:
-            if names is None:
-                raise RobodreamError(f"topic {self.topic} has no joint names to select {self.role}.joints from: remove "
-                                     "joints and choose fields instead")
-            index = self._joint_index(names)
-            for field, values in zip(self.fields, parts, strict=True):
-                if len(values) != len(names):
-                    raise RobodreamError(f"topic {self.topic}: field {field!r} has {len(values)} values but the "
-                                         f"message names {len(names)} joints")
-            parts = [values[index] for values in parts]
-        elif names is not None and self.message_names is None:
-            self.message_names = names
-        vector = np.concatenate(parts)
-        previous = self.values.get(channel)
-        if previous and len(previous[0]) != len(vector):
-            raise RobodreamError(f"topic {self.topic}: a message has {len(vector)} values, earlier ones had "
-                                 f"{len(previous[0])}; select fixed entries with {self.role}.joints or fields")
-        self.times.setdefault(channel, []).append(t)
-        self.values.setdefault(channel, []).append(vector)
-
-    def channels(self) -> list[str]:
-        return list(self.mapping.joints) if self.single else [""]
-
-    def width(self) -> int:
-        return sum(len(values[0]) for values in self.values.values())
-
-    def names(self) -> list[str]:
-        """Feature names: the mapping's `names`, else <joint>[.<field>], else the message's names, else fields."""
-        width, many = self.width(), len(self.fields) > 1
-        names = self.mapping.names
-        if not names and self.mapping.joints:
-            if self.single:  # each joint's channel is [field1, field2, ...]
-                names = [f"{j}.{f}" if many else j for j in self.mapping.joints for f in self.fields]
-            else:  # fields are concatenated, each over all joints
-                names = [f"{j}.{f}" if many else j for f in self.fields for j in self.mapping.joints]
-        elif not names and self.message_names and len(self.message_names) * len(self.fields) == width:
-            names = [f"{n}.{f}" if many else n for f in self.fields for n in self.message_names]
-        elif not names:
-            names = list(self.fields) if width == len(self.fields) else (
-                [f"{self.fields[0]}[{i}]" for i in range(width)] if not many else [f"v{i}" for i in range(width)])
-        if len(names) != width:
-            raise RobodreamError(f"{self.role}.names lists {len(names)} names but topic {self.topic} gives {width} "
-                                 "values per message: list one name per value")
-        return list(names)
-
-
-class _Images:
-    def __init__(self, name: str, topic: str, depth_max_m: float, cfg: BagImportConfig):
-        self.name, self.topic, self.depth_max_m, self.cfg = name, topic, depth_max_m, cfg
-        self.role, self.method = f"image {name}", "nearest"
-        self.times: dict[str, list[float]] = {"": []}
-        self.values: dict[str, list[np.ndarray]] = {"": []}
-        self.size: tuple[int, int] | None = None
-
-    def add(self, message: object, t: float) -> None:
-        image = decode_image(message, self.topic, self.depth_max_m)
-        if self.size is None:
-            self.size = self.cfg.target(*image.shape[:2])
-        self.times[""].append(t)
-        self.values[""].append(fit_image(image, *self.size, mode=self.cfg.image_fit))
-
-    def channels(self) -> list[str]:
-        return [""]
-
-
-class _Markers:
-    def __init__(self, topic: str):
-        self.topic, self.role = topic, "marker"
-        self.times: dict[str, list[float]] = {"": []}
-        self.flags: list[bool | None] = []
-
-    def add(self, message: object, t: float) -> None:
-        data = getattr(message, "data", None)
-        self.times[""].append(t)
-        self.flags.append(bool(data) if isinstance(data, (bool, np.bool_)) else None)
-
-
-def _read_bag(path: Path, cfg: BagImportConfig) -> tuple[list, _Markers | None, float]:
-    """Read the mapped topics of one bag; returns the stream collectors, the marker collector, and duration."""
-    from rosbags.highlevel import AnyReader
-    from rosbags.typesys import Stores, get_typestore
-
+def _collectors(path: Path, cfg: BagImportConfig, topics: dict[str, str]) -> tuple[list, Markers | None]:
+    """The state, action and camera collectors (in that order) and the marker collector of one bag's topics."""
     wanted: list[tuple[str, str]] = [(cfg.state.topic, "state")]
     if cfg.action.source == "topic":
         wanted.append((cfg.action.topic, "action"))
     wanted += [(camera.topic, f"cameras.{name}") for name, camera in cfg.cameras.items()]
     if cfg.episodes.split == "marker":
         wanted.append((cfg.episodes.topic, "episodes"))
-    try:
-        reader = AnyReader([path], default_typestore=get_typestore(Stores.LATEST))
-        reader.open()
-    except Exception as exc:  # rosbags raises many types for damaged files; name the file, not a traceback
-        raise RobodreamError(f"cannot open {path}: {exc} (is it a complete ROS bag?)") from None
+    for topic, role in wanted:
+        if topic not in topics:
+            raise RobodreamError(f"{path} has no topic {topic!r} (mapped as {role}.topic); its topics are "
+                                 f"{sorted(topics)}")
+    streams: list = [Vectors(cfg.state, "state", topics[cfg.state.topic], cfg.stream_method(cfg.state, "state"))]
+    if cfg.action.source == "topic":
+        streams.append(Vectors(cfg.action, "action", topics[cfg.action.topic], cfg.stream_method(cfg.action, "action")))
+    for name, camera in cfg.cameras.items():
+        if topics[camera.topic] not in IMAGE_TYPES:
+            raise RobodreamError(f"{path}: topic {camera.topic} (cameras.{name}) is {topics[camera.topic]}, "
+                                 "expected sensor_msgs/msg/Image or CompressedImage")
+        streams.append(Images(name, camera.topic, camera.depth_max_m, cfg))
+    return streams, (Markers(cfg.episodes.topic) if cfg.episodes.split == "marker" else None)
+
+
+def _check_not_empty(path: Path, streams: list, counts: dict[str, int]) -> None:
+    """A mapped topic without a single message in the whole bag is a mapping or recording problem, not a short
+    episode: say so, with the bag's topics and their message counts."""
+    for stream in streams:
+        for channel in stream.channels():
+            if not stream.times.get(channel):
+                what = f" for joint {channel!r}" if channel else ""
+                listed = ", ".join(f"{topic} ({count})" for topic, count in sorted(counts.items()))
+                raise RobodreamError(f"{path}: topic {stream.topic} ({stream.role}) has no messages{what} in the whole "
+                                     f"bag; the bag's topics (messages): {listed}")
+
+
+def _read_bag(path: Path, cfg: BagImportConfig) -> tuple[list, Markers | None, list[str]]:
+    """Read the mapped topics of one bag; returns the stream collectors, the marker collector, and notes for the
+    summary (the joints of state and action, a type-store fallback)."""
+    reader, fallback = open_bag(path)
+    clock = BagClock(use_header=cfg.clock == "header")
     try:
         topics = {name: normalize_msgtype(info.msgtype or "") for name, info in reader.topics.items()}
-        for topic, role in wanted:
-            if topic not in topics:
-                raise RobodreamError(f"{path} has no topic {topic!r} (mapped as {role}.topic); its topics are "
-                                     f"{sorted(topics)}")
+        counts = {name: int(getattr(info, "msgcount", 0) or 0) for name, info in reader.topics.items()}
+        streams, markers = _collectors(path, cfg, topics)
         collectors: dict[str, list] = {}
-        state = _Vectors(cfg.state, "state", topics[cfg.state.topic], cfg.stream_method(cfg.state, "state"))
-        streams: list = [state]
-        if cfg.action.source == "topic":
-            streams.append(_Vectors(cfg.action, "action", topics[cfg.action.topic],
-                                    cfg.stream_method(cfg.action, "action")))
-        for name, camera in cfg.cameras.items():
-            if topics[camera.topic] not in IMAGE_TYPES:
-                raise RobodreamError(f"{path}: topic {camera.topic} (cameras.{name}) is {topics[camera.topic]}, "
-                                     "expected sensor_msgs/msg/Image or CompressedImage")
-            streams.append(_Images(name, camera.topic, camera.depth_max_m, cfg))
-        markers = _Markers(cfg.episodes.topic) if cfg.episodes.split == "marker" else None
         for collector in streams + ([markers] if markers else []):
             collectors.setdefault(collector.topic, []).append(collector)
-        use_header: dict[str, bool] = {}
         connections = [c for c in reader.connections if c.topic in collectors]
-        for connection, receive_ns, message in _messages(reader, connections, path):
-            topic = connection.topic
-            if topic not in use_header:
-                use_header[topic] = cfg.clock == "header" and _has_header_clock(message)
-            t = _stamp(message, receive_ns, use_header[topic])
-            for collector in collectors[topic]:
+        for connection, receive_ns, message in messages(reader, connections, path):
+            t = clock.seconds(connection.topic, message, receive_ns)
+            for collector in collectors[connection.topic]:
                 collector.add(message, t)
-        duration = reader.duration * 1e-9
     finally:
         reader.close()
+    _check_not_empty(path, streams, counts)
     for collector in streams + ([markers] if markers else []):
-        hint = "; import with clock=receive to use the bag's record times" if use_header.get(collector.topic) else ""
+        hint = "; import with clock=receive to use the bag's record times" if clock.uses_header(collector.topic) else ""
         for times in collector.times.values():
             check_increasing(np.asarray(times), f"{path}: topic {collector.topic}", hint)
-    return streams, markers, duration
+    notes = [cross_check_joints(streams[0], streams[1]) if cfg.action.source == "topic"
+             else f"joints     state {cfg.state.topic}: {', '.join(streams[0].joint_names() or ['unnamed'])}; "
+                  "action: the next state"]
+    return streams, markers, notes + ([f"fallback   {fallback}"] if fallback else [])
 
 
-def _messages(reader, connections, path: Path):
-    """reader.messages + deserialize, with errors from damaged data turned into one line naming the file."""
-    iterator = reader.messages(connections=connections)
-    while True:
-        try:
-            connection, timestamp, raw = next(iterator)
-        except StopIteration:
-            return
-        except Exception as exc:
-            raise RobodreamError(f"cannot read {path}: {exc} (the bag is truncated or corrupt)") from None
-        try:
-            message = reader.deserialize(raw, connection.msgtype)
-        except Exception as exc:
-            raise RobodreamError(f"cannot decode a {connection.msgtype} message on {connection.topic} in {path}: "
-                                 f"{exc}") from None
-        yield connection, timestamp, message
-
-
-def _intervals(markers: _Markers | None, path: Path) -> list[tuple[float, float]]:
+def _intervals(markers: Markers | None, path: Path) -> list[tuple[float, float]]:
     """Episode time intervals [start, end) of one bag."""
     if markers is None:
         return [(-np.inf, np.inf)]
@@ -319,7 +173,7 @@ def _episode(streams: list, cfg: BagImportConfig, interval: tuple[float, float],
         following = np.concatenate([data[STATE][1:], data[STATE][-1:]])
         data[ACTION] = following - data[STATE] if cfg.action.delta else following
     for stream in streams:
-        if isinstance(stream, _Images):
+        if isinstance(stream, Images):
             data[IMAGE_PREFIX + stream.name] = parts[stream.role][0].astype(np.uint8)
     data["timestamp"] = (grid - grid[0]).astype(np.float32)
     return data
@@ -334,10 +188,20 @@ def _features(streams: list, cfg: BagImportConfig) -> tuple[dict, dict]:
         features[ACTION] = vector_feature([("d_" if cfg.action.delta else "next_") + n for n in state.names()])
     cameras = {}
     for stream in streams:
-        if isinstance(stream, _Images) and stream.size:
+        if isinstance(stream, Images) and stream.size:
             features[IMAGE_PREFIX + stream.name] = image_feature(*stream.size)
             cameras[stream.name] = {"height": stream.size[0], "width": stream.size[1], "topic": stream.topic}
     return features, cameras
+
+
+def _check_same_joints(joints: dict[Path, tuple], bag: Path, streams: list) -> None:
+    """Every bag of one import must name the same joints, or their values would be stored under one bag's names."""
+    joints[bag] = tuple(tuple(s.joint_names() or ()) for s in streams if isinstance(s, Vectors))
+    first, names = next(iter(joints.items()))
+    if joints[bag] != names:
+        raise RobodreamError(f"{bag} names the joints of state/action {[list(j) for j in joints[bag]]} but {first} "
+                             f"{[list(j) for j in names]}: import them separately, or pick joints by name with "
+                             "state.joints / action.joints")
 
 
 def import_bags(paths: list[str | Path], cfg: BagImportConfig, progress: bool = True) -> ImportSummary:
@@ -347,10 +211,13 @@ def import_bags(paths: list[str | Path], cfg: BagImportConfig, progress: bool = 
     summary = ImportSummary(store=str(out), fps=cfg.fps)
     reports: dict[tuple[str, str], StreamReport] = {}
     skipped: list[str] = []
+    joints: dict[Path, tuple] = {}  # per bag: the joints of the state and action streams
     with atomic_output(out, overwrite=cfg.overwrite) as temporary:
         writer: EpisodeWriter | None = None
         for bag in tqdm(bags, desc="import-bag", unit="bag", disable=not progress or len(bags) < 2, file=sys.stderr):
-            streams, markers, _ = _read_bag(bag, cfg)
+            streams, markers, notes = _read_bag(bag, cfg)
+            _check_same_joints(joints, bag, streams)
+            summary.notes += notes if len(joints) == 1 else notes[1:]  # the joints line once: they agree
             for stream in streams + ([markers] if markers else []):
                 report = reports.setdefault((stream.topic, stream.role), StreamReport(stream.topic, stream.role))
                 for times in stream.times.values():

@@ -28,7 +28,10 @@ class StreamMapping:
     #: Float32/64MultiArray `data`, JointTrajectory `points[0].positions`)
     fields: list[str] | None = None
     #: pick entries by joint name, in this order (JointState.name, JointTrajectory.joint_names); on a topic of
-    #: single-joint commands (a string `name` field) each message updates the entry of its joint
+    #: single-joint commands (a string `name` field) each message updates the entry of its joint. Joints that an
+    #: action topic's messages name are cross-checked against the state's (rosbag_streams.cross_check_joints):
+    #: foreign joints are refused, the same joints in another order are matched by name; listing action.joints
+    #: is an explicit choice that is not questioned
     joints: list[str] | None = None
     names: list[str] | None = None  # feature names stored in the store (default: the joints, or the fields)
     resample: str | None = None  # nearest | linear | hold (default: the import's `resample`; action topics: hold)
