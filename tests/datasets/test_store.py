@@ -35,7 +35,7 @@ def test_layout_matches_design(tiny_store):
     group = zarr.open_group(str(tiny_store), mode="r")
     assert group.metadata.zarr_format == 3
     attrs = group.attrs.asdict()
-    assert attrs["format"] == "robodream.episodes" and attrs["version"] == 1
+    assert attrs["format"] == "robodream.episodes" and attrs["version"] == 2
     assert set(group["data"].array_keys()) == set(TINY_FEATURES) | {"timestamp"}
     assert group["data/observation.images.front"].shape == (16, 16, 16, 3)
     assert group["data/timestamp"].shape == (16,)

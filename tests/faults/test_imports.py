@@ -279,8 +279,10 @@ def test_stores_with_boolean_success_still_open_and_append(tmp_path, monkeypatch
 
     with monkeypatch.context() as patch:  # a store written before unknown existed: episode_success is bool
         patch.setitem(layout.EPISODE_META, "episode_success", (bool, False))
+        patch.setattr(layout, "FORMAT_VERSION", 1)
         old = _store(tmp_path / "old.zarr", "push_cube", [True, False])
     assert EpisodeStore.open(old).group["meta/episode_success"].dtype == bool
+    assert EpisodeStore.open(old).group.attrs["version"] == 1
     assert "success     1/2 (50%)" in run_cli("info", old).stdout
     values = np.zeros((3, 2), np.float32)
     EpisodeWriter.open(old).append_episode({"observation.state": values, "action": values}, source="import")

@@ -21,7 +21,7 @@ import zarr.storage
 from robodream.errors import RobodreamError
 
 FORMAT = "robodream.episodes"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: meta/episode_success is int8 with -1 = unknown (version 1: bool); optional meta/episode_task
 
 DATA = "data"
 META = "meta"
