@@ -96,6 +96,9 @@ def open_group(location: str | os.PathLike, read_only: bool, storage_options: di
         group = zarr.open_group(make_zarr_store(location, read_only, storage_options), mode="r" if read_only else "r+")
     except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
         raise RobodreamError(f"no zarr group at {location}: is it an episode store? ({exc})") from None
+    except (ValueError, TypeError, KeyError, zarr.errors.BaseZarrError) as exc:  # a garbage zarr.json
+        raise RobodreamError(f"{location}: its zarr.json is unreadable ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else ''}): the store is damaged") from None
     check_format(group, location)
     return group
 

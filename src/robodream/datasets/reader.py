@@ -9,6 +9,7 @@ import numpy as np
 import zarr
 
 from robodream.datasets import layout
+from robodream.datasets.integrity import CheckedArray, first_nonfinite_frame, open_array, read_episode_ends
 from robodream.datasets.stats import compute_stats
 from robodream.errors import RobodreamError
 from robodream.features import Feature, image_keys
@@ -45,18 +46,18 @@ class EpisodeStore:
         self.location = str(location)
         self.attrs: dict[str, Any] = group.attrs.asdict()
         self.features: dict[str, Feature] = self.attrs["features"]
-        self._zarr_data = {name: arr for name, arr in group[layout.DATA].arrays()}
-        missing = sorted(set(self.features) - set(self._zarr_data))
-        if missing:
-            raise RobodreamError(f"{location} lacks data arrays {missing} named in its features: the store is damaged")
-        meta = {name: group[f"{layout.META}/{name}"] for name in layout.EPISODE_META}
-        ends = group[f"{layout.META}/{layout.EPISODE_ENDS}"][:]
+        # Every read goes through CheckedArray: a damaged chunk is reported with the store, array and frames.
+        self._zarr_data = {key: CheckedArray(open_array(group, f"{layout.DATA}/{key}", location), location)
+                           for key in self.features}
+        meta = {name: open_array(group, f"{layout.META}/{name}", location) for name in layout.EPISODE_META}
+        ends = read_episode_ends(open_array(group, f"{layout.META}/{layout.EPISODE_ENDS}", location), location)
         count = layout.committed_episode_ends(
             ends, [a.shape[0] for a in self._zarr_data.values()], [a.shape[0] for a in meta.values()]
         )
         self.episode_ends = ends[:count].astype(np.int64)
         self.episode_starts = np.concatenate([[0], self.episode_ends[:-1]]).astype(np.int64)
-        self._meta = {name: arr[:count] for name, arr in meta.items()}
+        self._meta = {name: CheckedArray(arr, location)[:count] for name, arr in meta.items()}
+        self._finite: set[str] = set()  # float features already checked for NaN/inf
         self.uncommitted_frames = max((a.shape[0] for a in self._zarr_data.values()), default=0) - self.num_frames
         self.in_ram = self._decide_ram(cache, max_ram_bytes)
         self._data: dict[str, Any] = (
@@ -196,8 +197,32 @@ class EpisodeStore:
 
     def stats(self) -> dict[str, Any]:
         """Normalisation stats: those stored in the attributes when they cover the committed frames,
-        else computed now (not saved: this view is read-only)."""
+        else computed now (not saved: this view is read-only).
+
+        Everything that trains or normalises from a store asks for its stats first, so this is where the float
+        features are checked for NaN/inf (`check_finite`): a model trained on them learns NaN weights."""
+        self.check_finite()
         stored = self.attrs.get("stats")
         if stored and stored.get("num_frames") == self.num_frames:
             return stored
         return compute_stats(self._data, self.num_frames, self.features)
+
+    def check_finite(self, keys: list[str] | None = None) -> None:
+        """Refuse NaN or inf in the float features `keys` (default: all), naming the store, the array and the
+        first bad episode and frame. Each feature is read once, a chunk at a time, and then remembered.
+
+        Robodream's writers refuse non-finite values, so these come from a store edited or written by other
+        tools (or damaged): the fix is in the data, not in training.
+        """
+        for key in keys or self.keys:
+            self._check_key(key)
+            if key in self._finite or np.dtype(self.features[key]["dtype"]).kind != "f":
+                continue
+            frame = first_nonfinite_frame(self._data[key], self.num_frames)
+            if frame is not None:
+                episode = int(np.searchsorted(self.episode_ends, frame, side="right"))
+                raise RobodreamError(
+                    f"{self.location}: {layout.DATA}/{key} holds NaN or inf in episode {episode} at frame "
+                    f"{frame - int(self.episode_starts[episode])} (frame {frame} of the store); a model trained on "
+                    "it would learn NaN weights: fix those values, or record the episode again")
+            self._finite.add(key)

@@ -16,6 +16,7 @@ import numpy as np
 import zarr
 
 from robodream.datasets import layout
+from robodream.datasets.integrity import open_array, read_episode_ends
 from robodream.datasets.stats import compute_stats
 from robodream.errors import RobodreamError
 from robodream.features import Feature
@@ -110,10 +111,12 @@ class RepairReport:
         return self.dropped_frames > 0 or self.dropped_meta_entries > 0
 
 
-def _group_arrays(group: zarr.Group) -> tuple[dict[str, zarr.Array], dict[str, zarr.Array], zarr.Array]:
-    data = {name: arr for name, arr in group[layout.DATA].arrays()}
-    meta = {name: group[f"{layout.META}/{name}"] for name in layout.EPISODE_META}
-    ends = group[f"{layout.META}/{layout.EPISODE_ENDS}"]
+def _group_arrays(group: zarr.Group, location: str | os.PathLike
+                  ) -> tuple[dict[str, zarr.Array], dict[str, zarr.Array], zarr.Array]:
+    """The data arrays (one per feature), per-episode metadata and episode_ends; one line if any is damaged."""
+    data = {key: open_array(group, f"{layout.DATA}/{key}", location) for key in group.attrs["features"]}
+    meta = {name: open_array(group, f"{layout.META}/{name}", location) for name in layout.EPISODE_META}
+    ends = open_array(group, f"{layout.META}/{layout.EPISODE_ENDS}", location)
     return data, meta, ends
 
 
@@ -124,9 +127,9 @@ def _episode_task_array(group: zarr.Group) -> zarr.Array | None:
     return group[name] if layout.EPISODE_TASK in group[layout.META] else None
 
 
-def _repair_group(group: zarr.Group) -> RepairReport:
-    data, meta, ends_array = _group_arrays(group)
-    ends = ends_array[:]
+def _repair_group(group: zarr.Group, location: str | os.PathLike) -> RepairReport:
+    data, meta, ends_array = _group_arrays(group, location)
+    ends = read_episode_ends(ends_array, location)
     count = layout.committed_episode_ends(
         ends, [a.shape[0] for a in data.values()], [a.shape[0] for a in meta.values()]
     )
@@ -153,7 +156,7 @@ def repair_store(location: str | os.PathLike, storage_options: dict | None = Non
     """Drop uncommitted trailing frames and metadata a crash left behind. Committed episodes are untouched."""
     group = layout.open_group(location, read_only=False, storage_options=storage_options)
     try:
-        return _repair_group(group)
+        return _repair_group(group, location)
     except OSError as exc:
         raise RobodreamError(layout.describe_os_error(exc, location)) from None
 
@@ -165,9 +168,9 @@ class EpisodeWriter:
         self.group = group
         self.location = str(location)
         self.features: dict[str, Feature] = dict(group.attrs["features"])
-        self._data, self._meta, self._ends = _group_arrays(group)
+        self._data, self._meta, self._ends = _group_arrays(group, location)
         self._tasks = _episode_task_array(group)
-        self._episode_ends = [int(e) for e in self._ends[:]]
+        self._episode_ends = [int(e) for e in read_episode_ends(self._ends, location)]
 
     @classmethod
     def open(cls, location: str | os.PathLike, storage_options: dict | None = None) -> EpisodeWriter:
@@ -267,10 +270,10 @@ class EpisodeWriter:
     def _roll_back(self) -> None:
         """Best effort after a failed write: drop the partial episode now rather than at the next open."""
         try:
-            _repair_group(self.group)
+            _repair_group(self.group, self.location)
         except OSError:
             pass  # still safe: readers ignore uncommitted frames and the next append repairs them
-        self._data, self._meta, self._ends = _group_arrays(self.group)
+        self._data, self._meta, self._ends = _group_arrays(self.group, self.location)
         self._tasks = _episode_task_array(self.group)
 
     def _validate(self, data: dict[str, np.ndarray], source: str) -> dict[str, np.ndarray]:
