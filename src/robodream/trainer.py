@@ -176,11 +176,20 @@ def last_checkpoint(out: str | os.PathLike) -> Path | None:
 
 
 def prepare_run_dir(out: str | os.PathLike, resume: bool, overwrite: bool) -> Path | None:
-    """Check the output directory against resume/overwrite; returns the checkpoint to resume from, if any."""
+    """Check the output directory against resume/overwrite; returns the checkpoint to resume from, if any.
+
+    `out` must be a folder robodream can write (checked now, not after training), and a checkpoint to resume
+    from must be complete (a kill or a full disk can cut last.ckpt)."""
+    from robodream.checkpoints import check_lightning_checkpoint
+    from robodream.datasets.layout import check_writable_dir
+
     out = Path(out)
-    existing = last_checkpoint(out)
     if resume and overwrite:
         raise RobodreamError("resume=true and overwrite=true contradict each other: pick one")
+    check_writable_dir(out)
+    existing = last_checkpoint(out)
+    if existing and resume:
+        check_lightning_checkpoint(existing)
     if existing and not resume and not overwrite:
         raise RobodreamError(f"{out} already holds a training run: pass resume=true to continue it or "
                              "overwrite=true to start again")

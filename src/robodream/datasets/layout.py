@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -146,12 +147,39 @@ def committed_episode_ends(ends: np.ndarray, data_lengths: list[int], meta_lengt
     return count
 
 
-def describe_os_error(exc: OSError, location: str | os.PathLike) -> str:
-    """One line explaining a failed write, with how to fix it."""
+def _blocking_file(path: Path) -> Path | None:
+    """The file (not folder) at `path` or at its nearest existing ancestor, which stops a folder being made."""
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return None if candidate.is_dir() else candidate
+    return None
+
+
+def describe_os_error(exc: OSError, location: str | os.PathLike,
+                      note: str = "Committed episodes are intact.") -> str:
+    """One line explaining a failed write, with how to fix it (and `note`: what is still safe)."""
+    tail = f" {note}" if note else ""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         return (f"cannot write to {location}: {exc.strerror} (disk full or file size limit); free space or "
-                "write to another location. Committed episodes are intact.")
+                f"write to another location.{tail}")
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return (f"cannot write to {location}: {exc.strerror}; choose a writable location or fix its "
-                "permissions. Committed episodes are intact.")
-    return f"cannot write to {location}: {exc}. Committed episodes are intact."
+                f"permissions.{tail}")
+    blocker = _blocking_file(local_path(location)) if not is_url(location) else None
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST) and blocker is not None:
+        return f"cannot write to {location}: {blocker} is a file, not a folder; choose another location.{tail}"
+    return f"cannot write to {location}: {exc}.{tail}"
+
+
+def check_writable_dir(directory: str | os.PathLike) -> Path:
+    """Create the local folder `directory` if needed and check that files can be created in it, so that a
+    read-only or mistyped `out=` is one line before a command spends minutes on results it cannot save."""
+    path = local_path(directory)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(prefix=".robodream-write-test-", dir=path)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as exc:
+        raise RobodreamError(describe_os_error(exc, path, note="")) from None
+    return path

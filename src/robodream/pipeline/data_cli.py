@@ -68,10 +68,13 @@ def _cmd_import_lerobot(ns: argparse.Namespace) -> int:
 
 
 def _cmd_export_lerobot(ns: argparse.Namespace) -> int:
+    from robodream.datasets import layout
     from robodream.datasets.importers.lerobot_export import LeRobotExportConfig, export_lerobot
     from robodream.pipeline.config import build_config
 
     cfg = build_config(LeRobotExportConfig, _options(ns.options, "export-lerobot"))
+    if not layout.is_url(ns.dataset):  # the dataset is written next to where it goes, then renamed into place
+        layout.check_writable_dir(layout.local_path(ns.dataset).parent)
     return _print(export_lerobot(ns.store, ns.dataset, cfg))
 
 

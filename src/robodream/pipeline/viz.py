@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from robodream.datasets import layout
 from robodream.datasets.reader import EpisodeStore
 from robodream.datasets.video import tile_episodes, write_gif, write_mp4
 from robodream.errors import RobodreamError
@@ -31,6 +32,7 @@ def visualize(store_location: str, episodes: str = "0-3", out_dir: str | None = 
     if scale < 1:
         raise RobodreamError(f"scale must be >= 1, got {scale}")
     selected = parse_episode_selection(episodes, store.num_episodes)
+    base = layout.check_writable_dir(Path(out_dir) if out_dir else Path(str(store_location).rstrip("/")).parent)
     frames, labels = [], []
     for index in selected:
         frames.append(store.episode(index, [key])[key])
@@ -38,7 +40,6 @@ def visualize(store_location: str, episodes: str = "0-3", out_dir: str | None = 
         outcome = {True: "ok", False: "fail", None: "unknown"}[meta["success"]]
         labels.append(f"#{index} {outcome}")
     grid = tile_episodes(frames, labels=labels, columns=columns, scale=scale)
-    base = Path(out_dir) if out_dir else Path(str(store_location).rstrip("/")).parent
     stem = Path(str(store_location).rstrip("/")).stem + f"_ep{episodes.replace(',', '_')}"
     mp4 = write_mp4(grid, base / f"{stem}.mp4", store.fps)
     return VizOutputs(mp4, write_gif(grid, base / f"{stem}.gif", store.fps), selected)

@@ -72,6 +72,7 @@ def train_world_model(cfg: TrainWorldModelConfig) -> Path:
 
     store = EpisodeStore.open(cfg.data, cache=cfg.cache)
     model_cfg = cfg.world_model.with_data_shapes(store.features)
+    stats = store.stats()["features"]  # before anything is written: refuses NaN/inf in the data
     resolved = replace(cfg, world_model=model_cfg)
     out = Path(cfg.out)
     resume_from = prepare_run_dir(out, cfg.resume, cfg.overwrite)
@@ -81,7 +82,7 @@ def train_world_model(cfg: TrainWorldModelConfig) -> Path:
     if first_process:
         save_config(resolved, out / "config.yaml")
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
-    model = WorldModel.from_stats(model_cfg, store.stats()["features"])
+    model = WorldModel.from_stats(model_cfg, stats)
     data = WorldModelDataModule(store, model_cfg, cfg.trainer, cfg.val_fraction)
     system = WorldModelSystem(model, cfg.trainer, out, val_store=store, val_episodes=data.val_episodes,
                               strip_episodes=cfg.strip_episodes, strip_horizon=cfg.strip_horizon)

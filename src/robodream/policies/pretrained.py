@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from robodream.checkpoints import check_weights, load_weights, read_config, write_model_dir
 from robodream.errors import RobodreamError
 from robodream.features import ACTION, Feature
 from robodream.policies.configuration import PolicyConfig
@@ -44,9 +45,6 @@ def save_pretrained(policy, directory: str | os.PathLike, training: Mapping[str,
     a crash never leaves a half-written checkpoint."""
     from safetensors.torch import save_file
 
-    directory = Path(directory)
-    tmp = directory.with_name(directory.name + ".tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
     info = {
         "format": FORMAT, "version": VERSION, "type": policy.config.type,
         "policy": policy.config.to_dict(), "features": policy.features,
@@ -54,15 +52,13 @@ def save_pretrained(policy, directory: str | os.PathLike, training: Mapping[str,
         "num_parameters": sum(p.numel() for p in policy.parameters()),
         "training": dict(training or {}),
     }
-    (tmp / CONFIG_NAME).write_text(json.dumps(info, indent=2))
     state = {k: v.detach().cpu().contiguous() for k, v in policy.state_dict().items()}
-    save_file(state, str(tmp / WEIGHTS_NAME))
-    if directory.exists():
-        import shutil
 
-        shutil.rmtree(directory)
-    tmp.rename(directory)
-    return directory
+    def write(tmp: Path) -> None:
+        (tmp / CONFIG_NAME).write_text(json.dumps(info, indent=2))
+        save_file(state, str(tmp / WEIGHTS_NAME))
+
+    return write_model_dir(directory, write)
 
 
 def read_checkpoint_info(directory: str | os.PathLike) -> dict[str, Any]:
@@ -73,10 +69,7 @@ def read_checkpoint_info(directory: str | os.PathLike) -> dict[str, Any]:
         hint = " (a training run? pass one of its checkpoints/step_<N> directories)" \
             if (directory / "checkpoints").is_dir() else ""
         raise RobodreamError(f"{directory} is not a policy checkpoint: it has no {CONFIG_NAME}{hint}")
-    try:
-        info = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise RobodreamError(f"cannot parse {path}: {exc}") from None
+    info = read_config(path)
     if info.get("format") != FORMAT:
         raise RobodreamError(f"{directory} is not a robodream policy checkpoint (format {info.get('format')!r})")
     if info.get("version", 0) > VERSION:
@@ -84,17 +77,16 @@ def read_checkpoint_info(directory: str | os.PathLike) -> dict[str, Any]:
                              f"{info['version']} > {VERSION}); upgrade robodream")
     if not (directory / WEIGHTS_NAME).is_file():
         raise RobodreamError(f"{directory} lacks {WEIGHTS_NAME}: the checkpoint is incomplete")
+    check_weights(directory / WEIGHTS_NAME)  # before anyone relies on it (eval checks this before starting workers)
     return info
 
 
 def load_pretrained(directory: str | os.PathLike, device: str = "cpu"):
     """Load a policy checkpoint (eval-ready, on `device`)."""
-    from safetensors.torch import load_file
-
     info = read_checkpoint_info(directory)
     config = PolicyConfig.from_dict(info["policy"])
     policy = make_policy(config, info["features"])
-    state = load_file(str(Path(directory) / WEIGHTS_NAME))
+    state = load_weights(Path(directory) / WEIGHTS_NAME)
     missing, unexpected = policy.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise RobodreamError(f"{directory}: weights do not match the config (missing {missing[:3]}, unexpected "

@@ -24,10 +24,11 @@ from typing import Any
 import numpy as np
 import torch
 from diffusers import EDMEulerScheduler
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from robodream import __version__
+from robodream.checkpoints import load_weights, read_config, write_model_dir
 from robodream.datasets.normalize import Normalizer
 from robodream.errors import RobodreamError
 from robodream.features import ACTION, STATE
@@ -182,26 +183,27 @@ class WorldModel(nn.Module):
 
     # -- saving ---------------------------------------------------------------------------------------------
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """Write config.json + model.safetensors into `directory` (created if needed)."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        """Write config.json + model.safetensors as `directory` (created, or replacing an earlier export)."""
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        save_file(state, directory / WEIGHTS_FILE)
         meta = {**self.config.to_dict(), "normalizer": self.normalizer.config(), "robodream_version": __version__}
-        (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
-        return directory
+
+        def write(tmp: Path) -> None:  # into a temporary sibling, renamed into place: never half-written
+            save_file(state, tmp / WEIGHTS_FILE)
+            (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
+
+        return write_model_dir(directory, write)
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, device: str | torch.device = "cpu") -> WorldModel:
         """Load a directory written by `save_pretrained` (or a training run directory holding `model/`)."""
         directory = resolve_checkpoint(directory)
-        meta = json.loads((directory / CONFIG_FILE).read_text())
+        meta = read_config(directory / CONFIG_FILE)
         meta.pop("normalizer", None)
         meta.pop("robodream_version", None)
         config = WorldModelConfig.from_dict(meta, source=str(directory / CONFIG_FILE))
         model = cls(config)
         try:
-            model.load_state_dict(load_file(directory / WEIGHTS_FILE, device=str(device)))
+            model.load_state_dict(load_weights(directory / WEIGHTS_FILE, device=str(device)))
         except RuntimeError as exc:
             raise RobodreamError(f"the weights in {directory} do not fit its config.json (another architecture?): "
                                  f"{str(exc).splitlines()[0]}") from None

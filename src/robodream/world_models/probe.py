@@ -20,9 +20,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
+from robodream.checkpoints import load_weights, read_config, write_model_dir
 from robodream.datasets.normalize import Normalizer
 from robodream.errors import RobodreamError
 
@@ -144,11 +145,13 @@ class StateSuccessProbe(nn.Module):
         return out
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, directory / WEIGHTS_FILE)
-        (directory / CONFIG_FILE).write_text(json.dumps(self.config.to_dict(), indent=2))
-        return directory
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+
+        def write(tmp: Path) -> None:  # into a temporary sibling, renamed into place: never half-written
+            save_file(state, tmp / WEIGHTS_FILE)
+            (tmp / CONFIG_FILE).write_text(json.dumps(self.config.to_dict(), indent=2))
+
+        return write_model_dir(directory, write)
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, device: str = "cpu") -> StateSuccessProbe:
@@ -160,7 +163,7 @@ class StateSuccessProbe(nn.Module):
         else:
             raise RobodreamError(f"no probe at {directory}: expected {CONFIG_FILE} and {WEIGHTS_FILE} (train one with "
                                  "`robodream train-probe`)")
-        meta = json.loads((directory / CONFIG_FILE).read_text())
+        meta = read_config(directory / CONFIG_FILE)
         if meta.pop("model_type", None) != PROBE_TYPE:
             raise RobodreamError(f"{directory} is not a robodream probe")
         known = {f.name for f in fields(ProbeConfig)}
@@ -169,7 +172,7 @@ class StateSuccessProbe(nn.Module):
                                  "know")
         probe = cls(ProbeConfig(**meta))
         try:
-            probe.load_state_dict(load_file(directory / WEIGHTS_FILE, device=device))
+            probe.load_state_dict(load_weights(directory / WEIGHTS_FILE, device=device))
         except RuntimeError as exc:
             raise RobodreamError(f"the probe weights in {directory} do not fit its config: "
                                  f"{str(exc).splitlines()[0]}") from None
