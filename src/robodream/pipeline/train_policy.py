@@ -216,8 +216,8 @@ def train_policy(cfg: TrainPolicyConfig) -> TrainSummary:
     t = cfg.trainer
     if t.threads:
         torch.set_num_threads(t.threads)
+    stores, features, stats = open_training_data(cfg)  # first: bad data (NaN actions) leaves `out` untouched
     resume_from = _prepare_out(cfg)
-    stores, features, stats = open_training_data(cfg)
     policy_cfg = cfg.policy.for_task(stores[0].task)
     L.seed_everything(t.seed, verbose=False)
     policy = make_policy(policy_cfg, features, stats)
