@@ -136,7 +136,8 @@ class EpisodeStore:
         if not hasattr(self, "_episode_tasks"):
             tasks: list[str] = []
             if layout.EPISODE_TASK in self.group[layout.META]:
-                tasks = [str(t) for t in self.group[f"{layout.META}/{layout.EPISODE_TASK}"][: self.num_episodes]]
+                array = open_array(self.group, f"{layout.META}/{layout.EPISODE_TASK}", self.location)
+                tasks = [str(t) for t in CheckedArray(array, self.location)[: self.num_episodes]]
             tasks += [""] * (self.num_episodes - len(tasks))
             self._episode_tasks = [t or self.task for t in tasks]
         return list(self._episode_tasks)
