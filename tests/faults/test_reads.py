@@ -82,6 +82,15 @@ def test_a_corrupt_data_chunk_names_store_array_and_chunk(store, tmp_path, comma
     assert_bad_input(result, str(store), f"data/{array} chunk c/0", "frames 0-")
 
 
+def test_a_chunk_found_damaged_while_training_is_one_line(store, tmp_path):
+    """With cache=disk the images are read during training, here in a DataLoader worker process, which re-raises
+    the error with the worker's traceback in its message: still one line."""
+    cut(store / "data" / IMAGES / "c" / "0" / "0" / "0" / "0", 20)
+    result = run_cli("train-wm", f"data={store}", f"out={tmp_path / 'run'}", "cache=disk", "trainer.num_workers=1",
+                     *WM_ARGS)
+    assert_bad_input(result, str(store), f"data/{IMAGES} chunk c/0/0/0/0")
+
+
 # -- 3. NaN / inf in float training features --------------------------------------------------------------------
 @pytest.mark.parametrize("command", [
     lambda s, out: ["train-wm", f"data={s}", f"out={out}", *WM_ARGS],

@@ -24,7 +24,7 @@ import sys
 from collections.abc import Sequence
 
 from robodream import __version__
-from robodream.errors import RobodreamError
+from robodream.errors import RobodreamError, error_line
 
 
 def _split_config_args(args: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -162,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return ns.handler(ns)
     except RobodreamError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {error_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("aborted", file=sys.stderr)
