@@ -105,6 +105,18 @@ def test_nan_or_inf_in_actions_is_refused_before_training(store, tmp_path, comma
     assert not out.exists()  # refused before anything was written
 
 
+def test_stored_stats_that_are_not_finite_are_recomputed(store):
+    """Stats another tool stored with NaN in them would normalise everything to NaN: computed afresh instead."""
+    from robodream.datasets.reader import EpisodeStore
+
+    group = zarr.open_group(store, mode="r+")
+    stats = group.attrs["stats"]
+    stats["features"]["action"]["std"] = [float("nan")] * 2
+    group.attrs["stats"] = stats
+    fresh = EpisodeStore.open(store).stats()["features"]["action"]
+    assert np.isfinite(fresh["std"]).all() and fresh["min"] == [0.0, 1.0]
+
+
 # -- 4. checkpoints ---------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:

@@ -122,6 +122,9 @@ def read_episode_ends(array: zarr.Array, location: str | os.PathLike) -> np.ndar
     Every entry but the newest is non-zero once written, so each chunk holding one of them must exist; the
     newest may legitimately be unwritten (a crash between growing the array and committing the episode).
     """
+    if array.ndim != 1 or array.dtype.kind not in "iu":
+        raise RobodreamError(f"{location}: {array.path} is {array.dtype} of shape {array.shape}, not a list of "
+                             f"integer frame counts: the store is damaged; {RESTORE}")
     ends = CheckedArray(array, location)[:]
     needed = -(-(len(ends) - 1) // array.chunks[0]) if len(ends) > 1 else 0
     if needed and array.nchunks_initialized < needed:

@@ -31,6 +31,16 @@ def available_memory_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
+def _all_finite(stats: dict[str, Any]) -> bool:
+    """Whether stored stats hold only finite numbers (stats written by another tool over NaN data do not; the
+    data are checked first, so recomputing them gives finite ones)."""
+    try:
+        return all(np.isfinite(np.asarray(values, np.float64)).all()
+                   for feature in stats.values() for values in feature.values())
+    except (TypeError, ValueError, AttributeError):
+        return False
+
+
 class EpisodeStore:
     """A read-only view of the committed episodes of a store.
 
@@ -204,7 +214,7 @@ class EpisodeStore:
         features are checked for NaN/inf (`check_finite`): a model trained on them learns NaN weights."""
         self.check_finite()
         stored = self.attrs.get("stats")
-        if stored and stored.get("num_frames") == self.num_frames:
+        if stored and stored.get("num_frames") == self.num_frames and _all_finite(stored.get("features", {})):
             return stored
         return compute_stats(self._data, self.num_frames, self.features)
 
