@@ -36,11 +36,13 @@ def write_model_dir(directory: str | os.PathLike, write: Callable[[Path], None])
     tmp.mkdir(parents=True)
     try:
         write(tmp)
-        if directory.exists():
-            others = sorted({p.name for p in directory.iterdir()} - {p.name for p in tmp.iterdir()})
-            if others or not directory.is_dir():
-                raise RobodreamError(f"refusing to replace {directory}: it holds {others or 'a file'} besides a "
-                                     "model export; choose another folder")
+        if directory.exists() and not directory.is_dir():
+            raise RobodreamError(f"cannot write a model to {directory}: it is a file; choose another folder")
+        others = sorted({p.name for p in directory.iterdir()} - {p.name for p in tmp.iterdir()}) \
+            if directory.exists() else []
+        if others:
+            raise RobodreamError(f"refusing to replace {directory}: it holds {others} besides a model export; "
+                                 "choose another folder")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
