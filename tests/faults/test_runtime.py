@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.conftest import REPO, cli_env
+from tests.faults.conftest import REPO, assert_bad_input, cli_env, run_cli
 
 CHEAP_COLLECT = ("task=push_cube", "workers=2", "episodes=30")
 
@@ -120,3 +120,64 @@ def test_ctrl_c_during_collect_exits_130_after_the_current_episode(tmp_path):
 
     store = EpisodeStore.open(out)
     assert store.uncommitted_frames == 0 and 1 <= store.num_episodes < 30
+
+
+# -- config names where a section is expected; --help keys; --show-config ----------------------------------------
+
+@pytest.mark.parametrize("args, expected", [
+    (("train-policy", "data=push.zarr", "policy=diffusion"), "type: diffusion"),
+    (("train-wm", "world_model=tiny"), "- 8\n    - 16\n    - 32"),  # tiny's unet.block_out_channels
+    (("collect", "env=pick_place"), "task: pick_place"),
+    (("train-wm", "trainer.max_steps=7"), "max_steps: 7"),
+])
+def test_a_section_name_resolves_to_the_shipped_config(args, expected):
+    result = run_cli(*args, "--show-config")
+    assert result.code == 0 and "Traceback" not in result.stderr, result.stderr
+    assert expected in result.stdout
+
+
+@pytest.mark.parametrize("args, hint", [
+    (("train-wm", "trainer=fast"), "trainer.max_steps="),
+    (("train-policy", "policy=nosuch"), "bc, default, diffusion, tiny"),
+    (("collect", "env=moon_landing"), "pick_place, push_cube"),
+    (("train-policy", "policy=3"), "policy.type="),
+])
+def test_a_value_where_a_section_is_expected_says_what_to_write(args, hint):
+    assert_bad_input(run_cli(*args), "is a section", hint)
+
+
+def test_help_lists_the_commands_config_keys_with_defaults():
+    result = run_cli("collect", "--help")
+    assert result.code == 0, result.stderr
+    keys = result.stdout.split("config keys", 1)[1]
+    assert " episodes " in keys and " 20 " in keys and "keep_failures" in keys
+    assert "pick_place, push_cube" in keys  # env's shipped names
+
+
+def test_config_names_resolve_in_an_installed_package_outside_the_clone(tmp_path):
+    """configs/ ships in the wheel as robodream/configs: a name resolves with no checkout around."""
+    import zipfile
+
+    tracked = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                             capture_output=True, text=True)
+    if tracked.returncode != 0:
+        pytest.skip("not a git checkout")
+    source = tmp_path / "source"
+    for name in tracked.stdout.splitlines():
+        if (REPO / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            (source / name).write_bytes((REPO / name).read_bytes())
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                            str(tmp_path / "dist"), str(source)], capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+    site = tmp_path / "site"
+    zipfile.ZipFile(next((tmp_path / "dist").glob("*.whl"))).extractall(site)
+    assert (site / "robodream" / "configs" / "policy" / "diffusion.yaml").is_file()
+    env = {**cli_env(), "PYTHONPATH": str(site)}
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shown = subprocess.run([sys.executable, "-m", "robodream.pipeline.cli", "train-policy", "data=x.zarr",
+                            "policy=diffusion", "--show-config"], capture_output=True, text=True, cwd=elsewhere,
+                           env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert "type: diffusion" in shown.stdout

@@ -87,7 +87,8 @@ def add_commands(sub) -> None:
     """Register teleop, import-bag, import-lerobot, export-lerobot and import-zarr."""
     from robodream.pipeline.cli import add_config_command
 
-    add_config_command(sub, "teleop", "drive the simulated arm from the keyboard and record episodes", _cmd_teleop)
+    add_config_command(sub, "teleop", "drive the simulated arm from the keyboard and record episodes", _cmd_teleop,
+                       "robodream.pipeline.teleop:TeleopConfig")
     bag = sub.add_parser("import-bag", help="import ROS 1/ROS 2/MCAP bags into an episode store (needs a --map file)",
                          description="Import ROS bags with a mapping of topics to features; options as key=value "
                                      "(e.g. out=data/x.zarr fps=10 resample=nearest image_size=96).")

@@ -209,7 +209,10 @@ def add_commands(sub) -> None:
         print(f"metrics {out / 'metrics.json'}\nplot    {out / 'fidelity.png'}")
         return 0
 
-    add_config_command(sub, "train-wm", "train the action-conditioned video-diffusion world model", train)
-    dream_cmd = add_config_command(sub, "dream", "real vs imagined videos under recorded actions", run_dream)
+    add_config_command(sub, "train-wm", "train the action-conditioned video-diffusion world model", train,
+                       f"{__name__}:TrainWorldModelConfig")
+    dream_cmd = add_config_command(sub, "dream", "real vs imagined videos under recorded actions", run_dream,
+                                  f"{__name__}:DreamConfig")
     dream_cmd.add_argument("--episodes", default=None, help="episodes to imagine, e.g. 0-7 (default 0-7)")
-    add_config_command(sub, "eval-wm", "world-model fidelity (PSNR/SSIM per horizon) against baselines", run_eval)
+    add_config_command(sub, "eval-wm", "world-model fidelity (PSNR/SSIM per horizon) against baselines", run_eval,
+                       f"{__name__}:EvalWorldModelConfig")
