@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.conftest import REPO, assert_bad_input, cli_env, run_cli
+from tests.faults.conftest import REPO, assert_bad_input, cli_env, run_cli, tree_digest
 
 CHEAP_COLLECT = ("task=push_cube", "workers=2", "episodes=30")
 
@@ -181,3 +181,157 @@ def test_config_names_resolve_in_an_installed_package_outside_the_clone(tmp_path
                            env=env)
     assert shown.returncode == 0, shown.stderr
     assert "type: diffusion" in shown.stdout
+
+
+# -- models remember their data: held-out episodes, eval folders, schedule warnings ------------------------------
+
+TINY_WM = [f"world_model={REPO / 'configs' / 'world_model' / 'tiny.yaml'}", "world_model.context_frames=2",
+           "trainer.batch_size=8", "trainer.progress_bar=false", "val_fraction=0.5"]
+
+
+def _tiny_store(path: Path, lengths=(5, 7, 4, 6)) -> Path:
+    from robodream.datasets.writer import create_store
+    from tests.conftest import TINY_FEATURES, make_episode
+
+    writer = create_store(path, fps=10, features=TINY_FEATURES, robot_type="test", task="tiny")
+    for index, length in enumerate(lengths):
+        writer.append_episode(make_episode(length, index), source="sim", success=True)
+    writer.close()
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_wm(tmp_path_factory):
+    """A 3-step world model (trainer defaults: warmup_steps=100, val_every_steps=500) and its train-wm result."""
+    root = tmp_path_factory.mktemp("wm")
+    store = _tiny_store(root / "tiny.zarr")
+    run = root / "run"
+    result = run_cli("train-wm", f"data={store}", f"out={run}", "trainer.max_steps=3", *TINY_WM)
+    assert result.code == 0, result.stderr
+    return store, run, result
+
+
+def _split(run: Path) -> dict:
+    import json
+
+    return json.loads((run / "training_data.json").read_text())["stores"][0]
+
+
+def test_train_wm_warns_about_a_schedule_longer_than_the_run_and_prints_only_what_it_wrote(tiny_wm):
+    _, run, result = tiny_wm
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert any("trainer.warmup_steps=100 >= trainer.max_steps=3" in line for line in warnings), result.stderr
+    assert any("trainer.val_every_steps=500 > trainer.max_steps=3" in line for line in warnings), result.stderr
+    assert not (run / "val").exists() and "val strips" not in result.stdout  # never written: never printed
+    assert f"model      {run / 'model'}" in result.stdout
+
+
+def test_train_wm_records_its_held_out_episodes_and_the_store(tiny_wm):
+    store, run, _ = tiny_wm
+    split = _split(run)
+    assert sorted(split["train"] + split["held_out"]) == [0, 1, 2, 3] and len(split["held_out"]) == 2
+    assert split["episodes"] == 4 and split["path"] == str(store) and len(split["fingerprint"]) == 16
+
+
+def test_eval_wm_defaults_to_the_held_out_episodes_and_writes_under_eval_store(tiny_wm):
+    import json
+
+    store, run, _ = tiny_wm
+    result = run_cli("eval-wm", f"ckpt={run}", f"data={store}", "horizon=2")
+    assert result.code == 0, result.stderr
+    assert "warning:" not in result.stderr
+    metrics = json.loads((run / "eval" / "tiny" / "metrics.json").read_text())
+    assert metrics["episodes"] == _split(run)["held_out"] and metrics["training_episodes"] == []
+    assert not (run / "eval_wm").exists()  # the folder the pipeline's eval-wm stage writes
+
+
+def test_training_episodes_asked_for_are_marked(tiny_wm, tmp_path):
+    import json
+
+    store, run, _ = tiny_wm
+    train = _split(run)["train"]
+    result = run_cli("eval-wm", f"ckpt={run}", f"data={store}", "episodes=all", "horizon=2", f"out={tmp_path}")
+    assert result.code == 0, result.stderr
+    assert "warning: eval-wm: episodes " + ", ".join(map(str, train)) in result.stderr
+    assert json.loads((tmp_path / "metrics.json").read_text())["training_episodes"] == train
+    shown = run_cli("dream", f"ckpt={run}", f"data={store}", "--episodes", "0-3", f"out={tmp_path}", "horizon=2")
+    assert shown.code == 0, shown.stderr
+    assert "warning: dream: episodes" in shown.stderr and "(train)" in shown.stderr
+
+
+def test_a_pipeline_stage_output_is_never_overwritten(tiny_wm):
+    """`robodream run` writes eval_wm/ and dream/ in the model's run folder: eval-wm by hand keeps off them."""
+    import json
+
+    store, run, _ = tiny_wm
+    stage_dir = run / "eval_wm"
+    stage_dir.mkdir(exist_ok=True)
+    (stage_dir / "metrics.json").write_text('{"from": "the pipeline"}')
+    (run / "eval-wm.stage.json").write_text(json.dumps({"status": "done", "outputs": [
+        {"kind": "metrics", "path": str(stage_dir / "metrics.json"), "fingerprint": "x"}]}))
+    before = tree_digest(stage_dir)
+    try:
+        assert run_cli("eval-wm", f"ckpt={run}", f"data={store}", "horizon=2").code == 0
+        assert_bad_input(run_cli("eval-wm", f"ckpt={run}", f"data={store}", "horizon=2", f"out={stage_dir}"),
+                         "robodream run")
+        assert tree_digest(stage_dir) == before
+    finally:
+        (run / "eval-wm.stage.json").unlink()
+
+
+def test_train_policy_records_its_data_and_warns_about_a_long_warmup(tiny_store, tmp_path):
+    from tests.policies.conftest import train_args
+
+    run = tmp_path / "policy"
+    result = run_cli("train-policy", *train_args(tiny_store, run, "bc", 2), "trainer.warmup_steps=5")
+    assert result.code == 0, result.stderr
+    assert "warning: trainer.warmup_steps=5 >= trainer.max_steps=2" in result.stderr
+    split = _split(run)
+    assert split["train"] == [0, 1, 2] and split["held_out"] == [] and split["path"] == str(tiny_store)
+
+
+# -- teleop with a display that points nowhere -------------------------------------------------------------------
+
+def _unused_display() -> int:
+    from robodream.pipeline.teleop_window import _x_server_answers
+
+    return next(n for n in range(87, 200) if not _x_server_answers(f":{n}") and not _x_server_answers(f"127.0.0.1:{n}"))
+
+
+@pytest.fixture
+def silent_x_server():
+    """Something listening where an X server would (127.0.0.1:6000+N) that hangs up at once: the socket answers,
+    Qt cannot use it (as with a refused authorisation), and would abort the process."""
+    import socket
+    import threading
+
+    number = _unused_display()
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", 6000 + number))
+    server.listen()
+
+    def hang_up():
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                return
+            connection.close()
+
+    threading.Thread(target=hang_up, daemon=True).start()
+    yield f"127.0.0.1:{number}"
+    server.close()
+
+
+@pytest.mark.parametrize("where", ["no server", "a server that hangs up"])
+def test_teleop_with_a_display_that_points_nowhere_is_one_line_and_leaves_no_store(tmp_path, where, request):
+    display = f":{_unused_display()}" if where == "no server" else request.getfixturevalue("silent_x_server")
+    out = tmp_path / "teleop.zarr"
+    env = {**cli_env(), "DISPLAY": display, "QT_QPA_PLATFORM": "xcb"}
+    done = subprocess.run([sys.executable, "-m", "robodream.pipeline.cli", "teleop", "task=push_cube", f"out={out}"],
+                          capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
+    from tests.faults.conftest import CliResult
+
+    assert_bad_input(CliResult(done.returncode, done.stdout, done.stderr), f"DISPLAY={display}")
+    assert not out.exists()  # the retry is not blocked by an empty store

@@ -32,12 +32,11 @@ def _print(lines: list[str]) -> int:
 
 
 def _cmd_teleop(ns: argparse.Namespace) -> int:
-    from robodream.pipeline.config import YAML_SUFFIXES, build_config
+    from robodream.pipeline.cli import build_from_args
     from robodream.pipeline.teleop import TeleopConfig, TeleopSession
     from robodream.pipeline.teleop_window import OpenCVWindow
 
-    files = [a for a in ns.args if "=" not in a and a.endswith(YAML_SUFFIXES)]
-    cfg = build_config(TeleopConfig, [a for a in ns.args if a not in files], files)
+    cfg = build_from_args(TeleopConfig, ns.args)  # (build_from_args also serves --show-config)
     return _print(TeleopSession(cfg, OpenCVWindow()).run().lines())
 
 
