@@ -129,6 +129,7 @@ def test_ctrl_c_during_collect_exits_130_after_the_current_episode(tmp_path):
     (("train-wm", "world_model=tiny"), "- 8\n    - 16\n    - 32"),  # tiny's unet.block_out_channels
     (("collect", "env=pick_place"), "task: pick_place"),
     (("train-wm", "trainer.max_steps=7"), "max_steps: 7"),
+    (("run", "world_model.world_model=tiny"), "      - 8\n      - 16\n      - 32"),  # a pipeline's model section
 ])
 def test_a_section_name_resolves_to_the_shipped_config(args, expected):
     result = run_cli(*args, "--show-config")
@@ -141,6 +142,7 @@ def test_a_section_name_resolves_to_the_shipped_config(args, expected):
     (("train-policy", "policy=nosuch"), "bc, default, diffusion, tiny"),
     (("collect", "env=moon_landing"), "pick_place, push_cube"),
     (("train-policy", "policy=3"), "policy.type="),
+    (("run", "world_model=tiny"), "world_model.world_model=tiny"),  # the pipeline's stage section, not the model
 ])
 def test_a_value_where_a_section_is_expected_says_what_to_write(args, hint):
     assert_bad_input(run_cli(*args), "is a section", hint)

@@ -15,6 +15,7 @@ current (key, value) pairs for a retired key (none to drop it), and a `deprecate
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -29,8 +30,10 @@ from robodream.errors import RobodreamError
 
 T = TypeVar("T")
 YAML_SUFFIXES = (".yaml", ".yml")
-# The configs/ folder holding the named configs of a section (the last part of its key).
-SECTION_FOLDERS = {"env": "task", "world_model": "world_model", "policy": "policy", "robot": "robot"}
+# The configs/ folder holding the named configs of each kind of section (by its config class, so that `env=` of
+# collect, eval and sim-arm all take configs/task names, while a pipeline's `world_model:` stage section does not).
+SECTION_FOLDERS = {"EnvConfig": "task", "WorldModelConfig": "world_model", "PolicyConfig": "policy",
+                   "RobotConfig": "robot"}
 
 
 def configs_dir() -> Path | None:
@@ -42,9 +45,14 @@ def configs_dir() -> Path | None:
     return None
 
 
-def named_configs(section: str) -> dict[str, Path]:
-    """{name: path} of the shipped configs a section (e.g. "policy", "env") can be set to by name."""
-    root, folder = configs_dir(), SECTION_FOLDERS.get(section)
+def _folder(node: Any) -> str | None:
+    return SECTION_FOLDERS.get(getattr(OmegaConf.get_type(node), "__name__", "")) if isinstance(node, DictConfig) \
+        else None
+
+
+def named_configs(node: Any) -> dict[str, Path]:
+    """{name: path} of the shipped configs a section node (e.g. a PolicyConfig) can be set to by name."""
+    root, folder = configs_dir(), _folder(node)
     if root is None or folder is None:
         return {}
     return {path.stem: path for path in sorted((root / folder).glob("*.yaml"))}
@@ -55,7 +63,7 @@ def _example_key(node: DictConfig) -> str:
         return f"max_steps={node.max_steps}"
     for key, value in node.items_ex(resolve=False):
         if value is not None and not isinstance(value, (DictConfig, ListConfig)):
-            return f"{key}={value}"
+            return f"{key}={str(value).lower() if isinstance(value, bool) else value}"
     return f"{next(iter(node.keys()), 'key')}=..."
 
 
@@ -64,10 +72,13 @@ def _section_file(key: str, value: str, node: DictConfig) -> str:
     if value.endswith(YAML_SUFFIXES):
         return value
     section = key.rsplit(".", 1)[-1]
-    names = named_configs(section)
+    names = named_configs(node)
     if value in names:
         return str(names[value])
-    choose = f"one of {', '.join(names)} (configs/{SECTION_FOLDERS[section]}), " if names else ""
+    choose = f"one of {', '.join(names)} (configs/{_folder(node)}), " if names else ""
+    inner = [f"{key}.{child}={value}" for child in node if _folder(node[child]) and value in named_configs(node[child])]
+    if inner:  # a pipeline's `world_model=tiny` means its world_model.world_model
+        choose = f"{inner[0]} (a name for the {inner[0].split('=')[0]} section), "
     raise RobodreamError(
         f"{key}={value}: '{key}' is a section, not a value; write {choose}a YAML file ({key}=my_{section}.yaml) "
         f"or set its keys, e.g. {key}.{_example_key(node)} (keys: {_valid_keys(node)})"
@@ -226,21 +237,23 @@ def _field_comments(schema: type) -> dict[str, str]:
 def describe_keys(schema: type) -> list[str]:
     """One line per top-level key of `schema`: its default (a section: its keys, and its shipped names)."""
     node: DictConfig = OmegaConf.structured(schema)
+    plain = OmegaConf.to_container(node, resolve=False, throw_on_missing=False)
     comments = _field_comments(schema)
     lines = []
-    for key in node.keys():
-        value = node._get_node(key)
+    for key, value in plain.items():
         if OmegaConf.is_missing(node, key):
             shown = "(required)"
-        elif isinstance(value, DictConfig) and not value._is_none() and is_dataclass(OmegaConf.get_type(value)):
-            names = named_configs(str(key))
+        elif isinstance(node[key], DictConfig) and is_dataclass(OmegaConf.get_type(node[key])):
+            names = named_configs(node[key])
             shown = f"section: {key}.<key>=...  ({len(value)} keys: --show-config lists them)"
             shown += f"; or a name: {', '.join(names)}" if names else ""
+        elif isinstance(value, (list, dict)):  # one line, cut short: --show-config prints it whole
+            shown = json.dumps(value, separators=(", ", ": "))
+            shown = shown if len(shown) <= 60 else shown[:56] + " ..."
         else:
-            shown = OmegaConf.to_yaml({"v": OmegaConf.to_container(value) if isinstance(value, (DictConfig, ListConfig))
-                                       else value._value()}).strip()[3:] or "''"
-        comment = comments.get(str(key), "")
-        lines.append(f"  {key:<16} {shown:<8}" + (f"  # {comment}" if comment and "section" not in shown else ""))
+            shown = OmegaConf.to_yaml({"v": value}).strip()[len("v: "):] or "''"
+        comment = comments.get(str(key), "") if not shown.startswith("section") else ""
+        lines.append(f"  {key:<16} {shown:<8}" + (f"  # {comment}" if comment else ""))
     return lines
 
 
