@@ -172,9 +172,11 @@ def dream(cfg: DreamConfig, stage_output: bool = False) -> tuple[Path, Path]:
     out = output_folder(cfg.out, run_dir, cfg.data, stage_output)
     choice = EpisodeChoice(run_dir, store)
     if cfg.episodes is None:
-        episodes, name = choice.default()[:8], "held_out"
+        episodes = choice.default()[:8]
+        name = "held_out" if choice.entry else "ep" + _span(episodes)
     else:
-        episodes, name = parse_episode_selection(cfg.episodes, store.num_episodes), cfg.episodes.replace(",", "_")
+        episodes = parse_episode_selection(cfg.episodes, store.num_episodes)
+        name = "ep" + cfg.episodes.replace(",", "_")
     trained = choice.check(episodes, "dream", "labelled '(train)' in the video")
     k = model.config.context_frames
     longest = int(max(store.episode_lengths[episodes]))
@@ -187,8 +189,13 @@ def dream(cfg: DreamConfig, stage_output: bool = False) -> tuple[Path, Path]:
                          np.concatenate([context, imagined], axis=1))
     labels = [f"#{e}{' (train)' if e in trained else ''} real | imagined" for e in episodes]
     grid = tile_episodes(list(pairs), labels=labels, scale=cfg.scale)
-    stem = out / f"dream_ep{name}"
+    stem = out / f"dream_{name}"
     return write_mp4(grid, f"{stem}.mp4", store.fps), write_gif(grid, f"{stem}.gif", store.fps)
+
+
+def _span(episodes: list[int]) -> str:
+    return f"{episodes[0]}-{episodes[-1]}" if episodes == list(range(episodes[0], episodes[-1] + 1)) else \
+        "_".join(map(str, episodes))
 
 
 def eval_world_model(cfg: EvalWorldModelConfig, stage_output: bool = False) -> tuple[dict, Path]:
