@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -131,6 +132,28 @@ class TrainerConfig(DeviceConfig):
         if key == "ema":
             return [] if value else [("ema_decay", 0.0)]
         return [(cls.LEGACY_KEYS[key], value)] if key in cls.LEGACY_KEYS else None
+
+
+def schedule_warnings(cfg: TrainerConfig, validates: bool = True) -> list[str]:
+    """Settings that are valid but do not do what they say within this run's max_steps."""
+    found = []
+    if cfg.warmup_steps >= cfg.max_steps:
+        found.append(f"trainer.warmup_steps={cfg.warmup_steps} >= trainer.max_steps={cfg.max_steps}: the learning rate "
+                     f"never finishes its warm-up (it ends at {cfg.max_steps / max(1, cfg.warmup_steps):.0%} of "
+                     "learning_rate, with no cosine decay); lower warmup_steps")
+    if validates and cfg.val_every_steps > cfg.max_steps:
+        found.append(f"trainer.val_every_steps={cfg.val_every_steps} > trainer.max_steps={cfg.max_steps}: no "
+                     "validation runs (no val/loss, no validation outputs); lower val_every_steps")
+    if cfg.checkpoint_every_steps > cfg.max_steps:
+        found.append(f"trainer.checkpoint_every_steps={cfg.checkpoint_every_steps} > trainer.max_steps="
+                     f"{cfg.max_steps}: only the final checkpoint is written")
+    return found
+
+
+def warn_about_schedule(cfg: TrainerConfig, validates: bool = True) -> None:
+    """Print schedule_warnings as `warning:` lines on stderr."""
+    for message in schedule_warnings(cfg, validates):
+        print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 def ema_decay_at(step: int, cfg: TrainerConfig) -> float:

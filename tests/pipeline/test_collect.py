@@ -174,7 +174,7 @@ def test_ctrl_c_finishes_the_current_episode_and_stops(tmp_path):
     _wait_for_episodes(out, 2, proc)
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal sends: the whole process group
     stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 1, stderr
+    assert proc.returncode == 130, stderr  # what shells expect after Ctrl-C
     assert "interrupted (Ctrl-C)" in stdout
     store = _assert_every_committed_episode_reads_back(out)
     assert store.uncommitted_frames == 0  # the append in progress was allowed to finish

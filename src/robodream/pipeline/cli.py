@@ -13,7 +13,9 @@ Store tools take the store path (or fsspec URL) first:
     robodream repair data/push.zarr
     robodream merge data/a.zarr data/b.zarr out=data/all.zarr
 
-A bad input prints one line starting with "error:" and exits with status 2.
+A bad input prints one line starting with "error:" and exits with status 2. `robodream <command> --help` lists a
+config command's top-level keys with their defaults; `--show-config [files and overrides]` prints the resolved
+config (YAML) and exits.
 """
 
 from __future__ import annotations
@@ -34,12 +36,26 @@ def _split_config_args(args: Sequence[str]) -> tuple[list[str], list[str]]:
     return files, overrides
 
 
+class _ConfigShown(Exception):
+    """--show-config: the handler's config was printed; the command stops before doing anything."""
+
+
+_show_config_only = False  # set by main() for --show-config
+
+
 def build_from_args(schema, args: Sequence[str]):
-    """A config from positional args: YAML files (merged in order) and key=value overrides."""
-    from robodream.pipeline.config import build_config
+    """A config from positional args: YAML files (merged in order) and key=value overrides.
+
+    With --show-config it prints the resolved config instead and stops the command (every config command
+    builds its config here first, after its own argument handling, so what is shown is what would run)."""
+    from robodream.pipeline.config import build_config, to_yaml
 
     files, overrides = _split_config_args(args)
-    return build_config(schema, overrides, files)
+    config = build_config(schema, overrides, files)
+    if _show_config_only:
+        print(to_yaml(config), end="")
+        raise _ConfigShown
+    return config
 
 
 def _cmd_collect(ns: argparse.Namespace) -> int:
@@ -91,19 +107,46 @@ def _cmd_run(ns: argparse.Namespace) -> int:
     return 0
 
 
-def add_config_command(sub, name: str, help_text: str, handler) -> argparse.ArgumentParser:
-    """A subcommand whose positional arguments are YAML files and key=value overrides."""
+def load_schema(schema: str) -> type:
+    """The config dataclass named "module:Class" (imported only when asked for: building the parser stays fast)."""
+    module, _, name = schema.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+class RobodreamParser(argparse.ArgumentParser):
+    """An argument parser whose --help ends with the config keys of its command, when it has a config schema."""
+
+    config_schema: str | None = None
+
+    def format_help(self) -> str:
+        text = super().format_help()
+        if self.config_schema is None:
+            return text
+        from robodream.pipeline.config import describe_keys
+
+        keys = describe_keys(load_schema(self.config_schema))
+        listing = "\n".join(line.rstrip() for line in keys)
+        return f"{text}\nconfig keys (defaults; set as key=value or section.key=value):\n{listing}\n"
+
+
+def add_config_command(sub, name: str, help_text: str, handler, schema: str | None = None) -> argparse.ArgumentParser:
+    """A subcommand whose positional arguments are YAML files and key=value overrides; `schema` ("module:Class",
+    the config dataclass) makes --help list its keys and enables --show-config."""
     cmd = sub.add_parser(name, help=help_text, description=help_text)
     cmd.add_argument("args", nargs="*", metavar="config.yaml|key=value",
                      help="YAML config files and dotted overrides, e.g. episodes=20 env.image_size=96")
+    cmd.add_argument("--show-config", action="store_true",
+                     help="print the resolved config (defaults < files < overrides) as YAML and exit")
+    cmd.config_schema = schema
     cmd.set_defaults(handler=handler)
     return cmd
 
 
 def _add_core_commands(sub) -> None:
     add_config_command(sub, "collect", "record scripted-expert episodes in PyBullet into an episode store",
-                       _cmd_collect)
-    add_config_command(sub, "run", "run the pipeline described by a configs/pipeline/*.yaml file", _cmd_run)
+                       _cmd_collect, "robodream.pipeline.collect:CollectConfig")
+    add_config_command(sub, "run", "run the pipeline described by a configs/pipeline/*.yaml file", _cmd_run,
+                       "robodream.pipeline.run:PipelineConfig")
 
     info = sub.add_parser("info", help="summarise an episode store")
     info.add_argument("store", help="store path or fsspec URL")
@@ -139,10 +182,10 @@ COMMAND_MODULES: tuple[str, ...] = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="robodream", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = RobodreamParser(prog="robodream", description=__doc__.split("\n\n")[0],
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"robodream {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command", parser_class=RobodreamParser)
     _add_core_commands(sub)
     for module in COMMAND_MODULES:
         importlib.import_module(module).add_commands(sub)
@@ -159,8 +202,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if leftovers:
         ns.args = [*ns.args, *leftovers]
+    global _show_config_only
+    _show_config_only = bool(getattr(ns, "show_config", False))
     try:
         return ns.handler(ns)
+    except _ConfigShown:
+        return 0
     except RobodreamError as exc:
         print(f"error: {error_line(exc)}", file=sys.stderr)
         return 2
@@ -173,4 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m robodream.pipeline.cli`: run the imported module's main, not this __main__ copy's, so that the
+    # handlers (which import robodream.pipeline.cli) share its --show-config state.
+    from robodream.pipeline.cli import main as _main
+
+    sys.exit(_main())

@@ -105,6 +105,7 @@ class CollectSummary:
     new_frames: int
     elapsed_s: float
     stopped: str = ""  # why collection ended early, if it did
+    interrupted: bool = False  # stopped by Ctrl-C (the CLI exits 130, as shells expect)
 
     @property
     def success_rate(self) -> float:
@@ -202,6 +203,8 @@ def collect(cfg: CollectConfig, progress: bool = True) -> CollectSummary:
                                     f"{summary.new_frames / elapsed:.0f} frames/s, "
                                     f"success {summary.success_rate:.0%}")
             if stop.requested:
+                pool.terminate()  # the episodes still running would be dropped anyway: don't wait for them
+                summary.interrupted = True
                 summary.stopped = "interrupted (Ctrl-C); re-run with resume=true to continue"
     except WorkerDied as exc:
         summary.stopped = f"{exc}; re-run with resume=true to continue"
@@ -223,11 +226,13 @@ def store_size_bytes(location: str) -> int:
 
 
 def run_collect(cfg: CollectConfig) -> int:
-    """CLI entry: collect, print the summary; exit status 1 when stopped early."""
+    """CLI entry: collect, print the summary; exit status 130 after Ctrl-C, 1 when stopped early otherwise."""
     summary = collect(cfg)
     for line in summary.lines():
         print(line)
     size = store_size_bytes(str(cfg.out))
     if size:
         print(f"size on disk   {size / 1e6:.1f} MB")
+    if summary.interrupted:
+        return 130
     return 1 if summary.stopped and summary.episodes_in_store < cfg.episodes else 0

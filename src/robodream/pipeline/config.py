@@ -5,13 +5,17 @@
 
 Order of precedence: dataclass defaults < YAML files (in order) < `key=value` overrides (in order). An
 override whose value is a .yaml/.yml path and whose key names a sub-config merges that file into the
-sub-config. Unknown keys and wrongly typed values stop with one line naming the key and the valid ones.
+sub-config, and so does a *name* (`policy=diffusion`, `world_model=tiny`, `env=pick_place`): the shipped
+configs/<folder>/<name>.yaml, folder per section in SECTION_FOLDERS (configs/ ships inside the package as
+robodream/configs, see setup.py, so names resolve outside the clone too). Unknown keys, wrongly typed values
+and a value where a section is expected stop with one line naming the key and what to write instead.
 A config class may accept the keys of an older version: its `translate_legacy(key, value)` returns the
 current (key, value) pairs for a retired key (none to drop it), and a `deprecated:` line says what to write now.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -19,13 +23,80 @@ from dataclasses import is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from robodream.errors import RobodreamError
 
 T = TypeVar("T")
 YAML_SUFFIXES = (".yaml", ".yml")
+# The configs/ folder holding the named configs of each kind of section (by its config class, so that `env=` of
+# collect, eval and sim-arm all take configs/task names, while a pipeline's `world_model:` stage section does not).
+SECTION_FOLDERS = {"EnvConfig": "task", "WorldModelConfig": "world_model", "PolicyConfig": "policy",
+                   "RobotConfig": "robot"}
+
+
+def configs_dir() -> Path | None:
+    """The shipped configs/: inside an installed package (robodream/configs), or the source checkout's."""
+    package = Path(__file__).resolve().parents[1]
+    for candidate in (package / "configs", package.parents[1] / "configs"):
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def _folder(node: Any) -> str | None:
+    return SECTION_FOLDERS.get(getattr(OmegaConf.get_type(node), "__name__", "")) if isinstance(node, DictConfig) \
+        else None
+
+
+def named_configs(node: Any) -> dict[str, Path]:
+    """{name: path} of the shipped configs a section node (e.g. a PolicyConfig) can be set to by name."""
+    root, folder = configs_dir(), _folder(node)
+    if root is None or folder is None:
+        return {}
+    return {path.stem: path for path in sorted((root / folder).glob("*.yaml"))}
+
+
+def _example_key(node: DictConfig) -> str:
+    if "max_steps" in node and node.max_steps is not None:
+        return f"max_steps={node.max_steps}"
+    for key, value in node.items_ex(resolve=False):
+        if value is not None and not isinstance(value, (DictConfig, ListConfig)):
+            return f"{key}={str(value).lower() if isinstance(value, bool) else value}"
+    return f"{next(iter(node.keys()), 'key')}=..."
+
+
+def _section_file(key: str, value: str, node: DictConfig) -> str:
+    """The YAML file a section given as a value stands for: a path, or the name of a shipped config."""
+    if value.endswith(YAML_SUFFIXES):
+        return value
+    section = key.rsplit(".", 1)[-1]
+    names = named_configs(node)
+    if value in names:
+        return str(names[value])
+    choose = f"one of {', '.join(names)} (configs/{_folder(node)}), " if names else ""
+    inner = [f"{key}.{child}={value}" for child in node if _folder(node[child]) and value in named_configs(node[child])]
+    if inner:  # a pipeline's `world_model=tiny` means its world_model.world_model
+        choose = f"{inner[0]} (a name for the {inner[0].split('=')[0]} section), "
+    raise RobodreamError(
+        f"{key}={value}: '{key}' is a section, not a value; write {choose}a YAML file ({key}=my_{section}.yaml) "
+        f"or set its keys, e.g. {key}.{_example_key(node)} (keys: {_valid_keys(node)})"
+    )
+
+
+def _expand_sections(base: DictConfig, update: DictConfig, where: str, path: str = "") -> DictConfig:
+    """`update` with every section given as a name or a YAML path (`policy=diffusion`) replaced by that file."""
+    expanded = {}
+    for key, value in update.items_ex(resolve=False):
+        current = base.get(key) if key in base else None
+        if isinstance(current, DictConfig) and is_dataclass(OmegaConf.get_type(current)):
+            if value is not None and not isinstance(value, (DictConfig, ListConfig)):
+                value = _read_yaml(_section_file(f"{path}{key}", str(value), current))
+            if isinstance(value, DictConfig):
+                value = _expand_sections(current, value, where, f"{path}{key}.")
+        expanded[key] = value
+    return OmegaConf.create(expanded)
 
 
 def _read_yaml(path: str | os.PathLike) -> DictConfig:
@@ -51,9 +122,10 @@ def _explain(exc: OmegaConfBaseException, where: str, base: DictConfig) -> Robod
         parent_path = str(key).rsplit(".", 1)[0] if "." in str(key) else ""
         parent = OmegaConf.select(base, parent_path) if parent_path else base
         return RobodreamError(f"unknown config key '{key}' ({where}); valid keys here: {_valid_keys(parent)}")
+    message = (getattr(exc, "msg", None) or str(exc) or type(exc).__name__).splitlines()[0]
     if isinstance(exc, ValidationError):
-        return RobodreamError(f"bad value for '{key}' ({where}): {exc.msg.splitlines()[0]}")
-    return RobodreamError(f"invalid config ({where}): {str(exc).splitlines()[0]}")
+        return RobodreamError(f"bad value for '{key}' ({where}): {message}")
+    return RobodreamError(f"invalid config ({where}): {message}")
 
 
 def _translate_legacy(base: DictConfig, update: DictConfig, where: str, path: str = "") -> DictConfig:
@@ -80,7 +152,7 @@ def _translate_legacy(base: DictConfig, update: DictConfig, where: str, path: st
 def _merge(base: DictConfig, update: Any, where: str) -> DictConfig:
     try:
         if isinstance(update, DictConfig):
-            update = _translate_legacy(base, update, where)
+            update = _translate_legacy(base, _expand_sections(base, update, where), where)
         return OmegaConf.merge(base, update)
     except OmegaConfBaseException as exc:
         raise _explain(exc, where, base) from None
@@ -147,6 +219,42 @@ def with_defaults(schema: type, recorded: Any) -> dict[str, Any] | None:
     except OmegaConfBaseException:
         return None
     return OmegaConf.to_container(merged, resolve=True)  # type: ignore[return-value]
+
+
+def _field_comments(schema: type) -> dict[str, str]:
+    """{field: the comment after it in the dataclass source} (what `--help` shows beside each key)."""
+    import inspect
+    import re
+
+    try:
+        source = inspect.getsource(schema)
+    except (OSError, TypeError):
+        return {}
+    found = re.finditer(r"^\s{4}(\w+):[^#\n]*#:?\s*(.+)$", source, flags=re.MULTILINE)
+    return {match.group(1): match.group(2).strip() for match in found}
+
+
+def describe_keys(schema: type) -> list[str]:
+    """One line per top-level key of `schema`: its default (a section: its keys, and its shipped names)."""
+    node: DictConfig = OmegaConf.structured(schema)
+    plain = OmegaConf.to_container(node, resolve=False, throw_on_missing=False)
+    comments = _field_comments(schema)
+    lines = []
+    for key, value in plain.items():
+        if OmegaConf.is_missing(node, key):
+            shown = "(required)"
+        elif isinstance(node[key], DictConfig) and is_dataclass(OmegaConf.get_type(node[key])):
+            names = named_configs(node[key])
+            shown = f"section: {key}.<key>=...  ({len(value)} keys: --show-config lists them)"
+            shown += f"; or a name: {', '.join(names)}" if names else ""
+        elif isinstance(value, (list, dict)):  # one line, cut short: --show-config prints it whole
+            shown = json.dumps(value, separators=(", ", ": "))
+            shown = shown if len(shown) <= 60 else shown[:56] + " ..."
+        else:
+            shown = OmegaConf.to_yaml({"v": value}).strip()[len("v: "):] or "''"
+        comment = comments.get(str(key), "") if not shown.startswith("section") else ""
+        lines.append(f"  {key:<16} {shown:<8}" + (f"  # {comment}" if comment else ""))
+    return lines
 
 
 def save_config(config: Any, path: str | os.PathLike) -> Path:

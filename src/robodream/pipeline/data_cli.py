@@ -32,12 +32,11 @@ def _print(lines: list[str]) -> int:
 
 
 def _cmd_teleop(ns: argparse.Namespace) -> int:
-    from robodream.pipeline.config import YAML_SUFFIXES, build_config
+    from robodream.pipeline.cli import build_from_args
     from robodream.pipeline.teleop import TeleopConfig, TeleopSession
     from robodream.pipeline.teleop_window import OpenCVWindow
 
-    files = [a for a in ns.args if "=" not in a and a.endswith(YAML_SUFFIXES)]
-    cfg = build_config(TeleopConfig, [a for a in ns.args if a not in files], files)
+    cfg = build_from_args(TeleopConfig, ns.args)  # (build_from_args also serves --show-config)
     return _print(TeleopSession(cfg, OpenCVWindow()).run().lines())
 
 
@@ -90,7 +89,8 @@ def add_commands(sub) -> None:
     """Register teleop, import-bag, import-lerobot, export-lerobot and import-zarr."""
     from robodream.pipeline.cli import add_config_command
 
-    add_config_command(sub, "teleop", "drive the simulated arm from the keyboard and record episodes", _cmd_teleop)
+    add_config_command(sub, "teleop", "drive the simulated arm from the keyboard and record episodes", _cmd_teleop,
+                       "robodream.pipeline.teleop:TeleopConfig")
     bag = sub.add_parser("import-bag", help="import ROS 1/ROS 2/MCAP bags into an episode store (needs a --map file)",
                          description="Import ROS bags with a mapping of topics to features; options as key=value "
                                      "(e.g. out=data/x.zarr fps=10 resample=nearest image_size=96).")

@@ -36,6 +36,8 @@ def add_commands(sub) -> None:
                                 description="run a synthetic-data experiment; a re-run skips finished sub-steps")
     kinds = experiment.add_subparsers(dest="experiment", required=True, metavar="experiment")
     add_config_command(kinds, "augment", "train policies on N real demos with and without synthetic rollouts and "
-                       "compare their held-out success (table + plot)", _cmd_augment)
+                       "compare their held-out success (table + plot)", _cmd_augment,
+                       "robodream.pipeline.experiments.augment:AugmentConfig")
     add_config_command(kinds, "rank", "evaluate checkpoints and noisy experts in PyBullet and in imagination and "
-                       "correlate the success rates (Pearson, Spearman, scatter plot)", _cmd_rank)
+                       "correlate the success rates (Pearson, Spearman, scatter plot)", _cmd_rank,
+                       "robodream.pipeline.experiments.rank:RankConfig")

@@ -188,4 +188,5 @@ def add_commands(sub) -> None:
             print("\n".join(summary.lines()))
         return 0
 
-    add_config_command(sub, "generate", "imagine synthetic episodes with a world model into an episode store", run)
+    add_config_command(sub, "generate", "imagine synthetic episodes with a world model into an episode store", run,
+                       f"{__name__}:GenerateConfig")

@@ -30,9 +30,10 @@ def add_commands(sub) -> None:
     from robodream.pipeline.cli import add_config_command
 
     add_config_command(sub, "train-policy", "train a diffusion or BC policy on episode stores (Lightning, EMA, "
-                       "kept checkpoints, resume=true)", _cmd_train_policy)
+                       "kept checkpoints, resume=true)", _cmd_train_policy,
+                       "robodream.pipeline.train_policy:TrainPolicyConfig")
     evaluate = add_config_command(sub, "eval", "evaluate a policy checkpoint (or policy=expert) on seeded PyBullet "
                                   "episodes, or in imagination with env=world_model; writes eval_info.json and "
-                                  "videos", _cmd_eval)
+                                  "videos", _cmd_eval, "robodream.pipeline.evaluate:EvalConfig")
     evaluate.add_argument("--checkpoints", metavar="RUN", default=None,
                           help="evaluate every checkpoints/step_<N> of a training run: table + success-vs-step plot")

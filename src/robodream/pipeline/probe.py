@@ -76,4 +76,5 @@ def add_commands(sub) -> None:
         print("\n".join(metrics_lines(metrics)) + f"\nprobe            {model}")
         return 0
 
-    add_config_command(sub, "train-probe", "train the state-and-success probe that labels imagined frames", run)
+    add_config_command(sub, "train-probe", "train the state-and-success probe that labels imagined frames", run,
+                       f"{__name__}:TrainProbeConfig")

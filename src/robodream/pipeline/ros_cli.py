@@ -47,8 +47,11 @@ def add_commands(sub) -> None:
     from robodream.pipeline.cli import add_config_command
 
     add_config_command(sub, "sim-arm", "serve the PyBullet Panda as a ROS 2 arm (joint states, camera, trajectory "
-                       "controller) with optional fault injection", _cmd_sim_arm)
+                       "controller) with optional fault injection", _cmd_sim_arm,
+                       "robodream.robots.ros2.sim_node:SimArmConfig")
     add_config_command(sub, "deploy", "run a policy on an arm over ROS 2 behind the safety layer, record the "
-                       "episodes (source deploy) and write eval_info.json", _cmd_deploy)
+                       "episodes (source deploy) and write eval_info.json", _cmd_deploy,
+                       "robodream.pipeline.deploy:DeployConfig")
     add_config_command(sub, "record-ros", "record teleoperated episodes of an arm from its live ROS 2 topics into "
-                       "an episode store", _cmd_record_ros)
+                       "an episode store", _cmd_record_ros,
+                       "robodream.pipeline.record_ros:RecordRosConfig")

@@ -19,8 +19,11 @@ arm feel sluggish to the operator and means this machine cannot keep the dataset
 from __future__ import annotations
 
 import shutil
+import signal
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -100,6 +103,25 @@ def _open_store(cfg: TeleopConfig, env):
     return writer, True
 
 
+@contextmanager
+def _exit_on_termination():
+    """SIGTERM / SIGHUP (kill, a closed terminal) end teleop through its clean-up, like Esc: saved episodes are
+    kept and a store that got none is removed, instead of dying with an empty store that blocks the retry."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def leave(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = {sig: signal.signal(sig, leave) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 class TeleopSession:
     """The control loop. ``window`` shows canvases and returns the keys pressed until a deadline
     (`teleop_window.OpenCVWindow`, or a scripted stand-in in tests)."""
@@ -123,8 +145,12 @@ class TeleopSession:
         self.env = make_env(cfg.env)
         self.keyboard.max_delta = self.env.max_delta
         try:
+            # The window before the store: a display that cannot show one fails (or, inside Qt, aborts the
+            # process) before any store exists, so nothing blocks the retry.
+            self.window.open()
             self.writer, created = _open_store(cfg, self.env)
         except BaseException:
+            self.window.close()
             self.env.close()
             raise
         self.summary = TeleopSummary(str(cfg.out), float(self.env.fps))
@@ -132,9 +158,9 @@ class TeleopSession:
         self.seed = max([cfg.seed, *(s + 1 for s in seeds)])
         try:
             self.device.connect()
-            self.window.open()
             self.obs, self.info = self.env.reset(seed=self.seed)
-            self._loop()
+            with _exit_on_termination():
+                self._loop()
         finally:
             self.window.close()
             self.device.close()

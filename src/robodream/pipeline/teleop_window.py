@@ -8,6 +8,9 @@ the control loop both waits for its next tick and reads the keyboard.
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 
@@ -83,6 +86,68 @@ def _text(canvas: np.ndarray, text: str, origin: tuple[int, int], colour) -> Non
     cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1, cv2.LINE_AA)
 
 
+def _x_server_socket(display: str) -> tuple[int, object] | None:
+    """(address family, address) of the X server a DISPLAY value names ("[host]:N[.screen]"); None: unparsable."""
+    host, sep, rest = display.rpartition(":")
+    number = rest.split(".")[0]
+    if not sep or not number.isdigit():
+        return None
+    if host.startswith("/"):  # a socket path (XQuartz: /private/tmp/com.apple.launchd.../org.xquartz:0)
+        return socket.AF_UNIX, display
+    if host in ("", "unix"):
+        return socket.AF_UNIX, f"/tmp/.X11-unix/X{number}"
+    return socket.AF_INET, (host, 6000 + int(number))
+
+
+def _x_server_answers(display: str) -> bool:
+    target = _x_server_socket(display)
+    if target is None:
+        return False
+    family, address = target
+    candidates = [address]
+    if family == socket.AF_UNIX and sys.platform.startswith("linux"):
+        candidates.append("\0" + str(address))  # Xorg/Xvfb also listen on the abstract socket of that name
+    for candidate in candidates:
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as sock:
+                sock.settimeout(2.0)
+                sock.connect(candidate)
+            return True
+        except OSError:
+            continue
+    return False
+
+
+# Opens and closes a window in a child process: Qt calls abort() when it cannot use the display (no server,
+# refused authorisation, a missing xcb library), which would kill teleop itself without a word of explanation.
+_PROBE = "import cv2; cv2.namedWindow('robodream probe'); cv2.waitKey(1); cv2.destroyAllWindows()"
+
+
+def display_problem() -> str | None:
+    """Why no teleop window can open here, in one line; None when a display answers. Checked before teleop
+    creates its store, so that a failed start leaves nothing behind."""
+    if os.name != "posix":
+        return None
+    display, wayland = os.environ.get("DISPLAY"), os.environ.get("WAYLAND_DISPLAY")
+    if not display and not wayland:
+        return "teleop needs a display: run it on a desktop, over ssh -X, or under xvfb-run"
+    if not display:
+        return None  # Wayland only: left to the window system
+    if not _x_server_answers(display):
+        return (f"teleop cannot reach the display DISPLAY={display}: no X server answers there; start one, fix "
+                "DISPLAY (e.g. DISPLAY=:0), or run under xvfb-run")
+    try:
+        probe = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        return None  # slow, not broken: let the real window try
+    if probe.returncode != 0:
+        lines = [line.strip() for line in probe.stderr.splitlines() if line.strip()]
+        why = next((line for line in lines if "connect" in line or "authoriz" in line.lower()), lines[0] if lines
+                   else f"exit status {probe.returncode}")
+        return f"teleop cannot open a window on DISPLAY={display} ({why}); check the display, or run under xvfb-run"
+    return None
+
+
 class OpenCVWindow:
     """A highgui window. `wait_keys(deadline)` pumps events until ``deadline`` and returns the keys pressed."""
 
@@ -93,8 +158,9 @@ class OpenCVWindow:
 
     def open(self) -> None:
         """Create the window, or raise a RobodreamError saying why there can be none."""
-        if os.name == "posix" and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
-            raise RobodreamError("teleop needs a display: run it on a desktop, over ssh -X, or under xvfb-run")
+        problem = display_problem()
+        if problem:
+            raise RobodreamError(problem)
         # The Qt build of opencv-python ships no fonts; point it at the system's to keep its log quiet.
         for folder in FONT_DIRS:
             if os.path.isdir(folder):

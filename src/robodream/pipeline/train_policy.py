@@ -25,8 +25,9 @@ from omegaconf import OmegaConf
 
 from robodream.errors import RobodreamError
 from robodream.pipeline.config import save_config, to_dict
+from robodream.pipeline.training_data import record_training_data, store_entry
 from robodream.policies.configuration import PolicyConfig
-from robodream.trainer import TrainerConfig
+from robodream.trainer import TrainerConfig, warn_about_schedule
 
 
 def policy_trainer(**changes: Any) -> TrainerConfig:
@@ -234,6 +235,9 @@ def train_policy(cfg: TrainPolicyConfig) -> TrainSummary:
     out = Path(cfg.out)
     if launched_as_rank_zero():
         save_config(cfg, out / "config.yaml")
+        # A policy trains on every episode of its stores: recorded, so that evaluations can tell (training_data.py)
+        record_training_data(out, [store_entry(st, list(range(st.num_episodes)), []) for st in stores])
+        warn_about_schedule(t, validates=False)
 
     def training_info(step: int) -> dict[str, Any]:
         return {"step": step, "task": stores[0].task, "fps": stores[0].fps, "robot_type": stores[0].robot_type,

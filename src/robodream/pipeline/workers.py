@@ -9,14 +9,21 @@ Robustness:
 - workers ignore SIGINT: Ctrl-C reaches the parent, which finishes the write in progress and stops them;
 - workers die with the parent (PR_SET_PDEATHSIG, plus a parent-pid check), so a SIGKILLed collector leaves
   no orphans;
-- a worker that dies is reported with the seed it was on (`WorkerDied`).
+- a worker that dies (SIGKILL, a native crash, the OOM killer) is seen within POLL_S: each worker sends its
+  results through its own pipe whose write end only the worker holds, so a death mid-message reads as
+  end-of-file instead of blocking the parent forever (a shared multiprocessing.Queue did: the parent waited
+  for the rest of a half-written episode, and the other workers for the lock the dead one held). The pool
+  stops issuing seeds, yields the results of seeds issued before the dead worker's (still in seed order),
+  then raises `WorkerDied` naming the worker and its seed.
 """
 
 from __future__ import annotations
 
 import collections
 import ctypes
+import itertools
 import multiprocessing as mp
+import multiprocessing.connection as mp_connection
 import os
 import queue
 import signal
@@ -47,13 +54,13 @@ def _die_with_parent() -> None:
 
 
 def _worker_main(worker_id: int, job_factory: Callable[[], Callable[[int], Any]], tasks: mp.Queue,
-                 results: mp.Queue, parent_pid: int) -> None:
+                 results: mp_connection.Connection, parent_pid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
     try:
         job = job_factory()
     except BaseException:
-        results.put(("error", worker_id, None, traceback.format_exc()))
+        results.send(("error", worker_id, None, traceback.format_exc()))
         return
     while True:
         try:
@@ -65,11 +72,15 @@ def _worker_main(worker_id: int, job_factory: Callable[[], Callable[[int], Any]]
         if seed is None:
             return
         try:
-            results.put(("ok", worker_id, seed, job(seed)))
+            outcome = ("ok", worker_id, seed, job(seed))
         except BaseException as exc:
             message = str(exc) if isinstance(exc, RobodreamError) else traceback.format_exc()
-            results.put(("error", worker_id, seed, message))
+            results.send(("error", worker_id, seed, message))
             return
+        try:
+            results.send(outcome)
+        except (BrokenPipeError, ConnectionError):
+            return  # the parent is gone or closed the pool
 
 
 class SeedOrderedPool:
@@ -81,6 +92,8 @@ class SeedOrderedPool:
         self._inflight: list[collections.deque[int]] = [collections.deque() for _ in range(num_workers)]
         self._order: collections.deque[int] = collections.deque()  # issued, not yet yielded
         self._done: dict[int, Any] = {}  # finished, waiting for earlier seeds
+        self._deaths: list[str] = []  # what happened to each dead worker, first first
+        self._lost: set[int] = set()  # seeds that were in flight on a dead worker
 
     @property
     def num_outstanding(self) -> int:
@@ -94,13 +107,17 @@ class SeedOrderedPool:
         `next_seed` is called whenever a worker has room and returns the next seed, or None when there is
         nothing to issue right now (it is asked again after the next result); an iterable of seeds works
         too. Ends when nothing is outstanding and no seed is issued, or as soon as `should_stop()` is true.
-        Raises WorkerDied if a worker dies.
+        If a worker dies, no more seeds are issued, the seeds issued before its seed are still yielded, then
+        WorkerDied is raised.
         """
         if not callable(next_seed):
             iterator = iter(next_seed)
             next_seed = lambda: next(iterator, None)  # noqa: E731
         while not should_stop():
-            self._dispatch(next_seed)
+            if not self._deaths:
+                self._dispatch(next_seed)
+            elif not self._order or self._order[0] in self._lost:
+                raise WorkerDied(self._deaths[0])  # nothing before the lost seed is left to wait for
             if not self._order:
                 return
             self._receive()
@@ -124,6 +141,18 @@ class SeedOrderedPool:
         self._inflight[worker].remove(seed)
         self._done[seed] = result
 
+    def _died(self, worker: int, message: str) -> None:
+        """Record a dead worker: its in-flight seeds are lost, and imap stops once the seeds before them are in."""
+        lost = list(self._inflight[worker])
+        self._inflight[worker].clear()
+        self._lost.update(lost)
+        self._deaths.append(f"{message} " + (f"while running seed {lost[0]}" if lost else "between seeds"))
+        waiting = [seed for seed in itertools.takewhile(lambda s: s not in self._lost, self._order)
+                   if seed not in self._done]
+        if len(self._deaths) == 1 and waiting:
+            print(f"warning: {self._deaths[0]}; finishing seeds {', '.join(map(str, waiting))} issued before it",
+                  file=sys.stderr, flush=True)
+
     def _submit(self, worker: int, seed: int) -> None:
         raise NotImplementedError
 
@@ -140,52 +169,81 @@ class WorkerPool(SeedOrderedPool):
             raise RobodreamError(f"workers must be >= 1, got {num_workers}")
         super().__init__(num_workers)
         context = mp.get_context("spawn")  # fork + PyBullet/torch threads is fragile; spawn is clean
-        self._results: mp.Queue = context.Queue()
         self._tasks = [context.Queue() for _ in range(num_workers)]
-        self._procs = [
-            context.Process(target=_worker_main, args=(i, job_factory, self._tasks[i], self._results, os.getpid()),
-                            name=f"robodream-worker-{i}", daemon=True)
-            for i in range(num_workers)
-        ]
-        for proc in self._procs:
+        self._conns: list[mp_connection.Connection] = []
+        self._procs = []
+        for i in range(num_workers):
+            reader, writer = context.Pipe(duplex=False)
+            proc = context.Process(target=_worker_main, args=(i, job_factory, self._tasks[i], writer, os.getpid()),
+                                   name=f"robodream-worker-{i}", daemon=True)
             proc.start()
+            writer.close()  # the worker holds the only write end: its death reads as end-of-file here
+            self._conns.append(reader)
+            self._procs.append(proc)
+        self._alive = set(range(num_workers))
+        self._closed = False
 
     def _submit(self, worker: int, seed: int) -> None:
         self._tasks[worker].put(seed)
 
     def _receive(self) -> None:
-        try:
-            status, worker, seed, payload = self._results.get(timeout=POLL_S)
-        except queue.Empty:
-            self._check_alive()
-            return
-        if status == "error":
-            where = f" on seed {seed}" if seed is not None else " while starting"
-            raise RobodreamError(f"worker {worker} failed{where}: {payload.strip()}")
-        self._finished(worker, seed, payload)
+        waitables = [self._conns[i] for i in self._alive] + [self._procs[i].sentinel for i in self._alive]
+        ready = mp_connection.wait(waitables, timeout=POLL_S)
+        for i in sorted(self._alive):
+            if self._conns[i] in ready or self._procs[i].sentinel in ready:
+                self._read(i)
 
-    def _check_alive(self) -> None:
-        for i, proc in enumerate(self._procs):
-            if proc.exitcode is not None and self._inflight[i]:
-                raise WorkerDied(
-                    f"worker {i} (pid {proc.pid}) died with exit code {proc.exitcode} while running seed "
-                    f"{self._inflight[i][0]}"
-                )
+    def _read(self, worker: int) -> None:
+        """Every complete message the worker sent; end of file (even mid-message) means it died."""
+        conn, proc = self._conns[worker], self._procs[worker]
+        while True:
+            try:
+                if not conn.poll():
+                    return  # alive, nothing more to read now
+                status, _, seed, payload = conn.recv()
+            except (EOFError, OSError):
+                break
+            if status == "error":
+                where = f" on seed {seed}" if seed is not None else " while starting"
+                raise RobodreamError(f"worker {worker} failed{where}: {payload.strip()}")
+            self._finished(worker, seed, payload)
+        proc.join(timeout=1.0)  # reap it, for its exit code
+        self._alive.discard(worker)
+        self._died(worker, f"worker {worker} (pid {proc.pid}) died with exit code {proc.exitcode}")
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stop all workers (politely, then by force)."""
+        """Stop all workers (politely, then by force), reading and dropping results nobody will use."""
+        if self._closed:
+            return
+        self._closed = True
         for tasks, proc in zip(self._tasks, self._procs, strict=True):
             if proc.is_alive():
                 tasks.put(None)
         deadline = time.monotonic() + timeout
+        running = [i for i, proc in enumerate(self._procs) if proc.is_alive()]
+        while running and time.monotonic() < deadline:
+            waitables = [self._conns[i] for i in running] + [self._procs[i].sentinel for i in running]
+            for conn in mp_connection.wait(waitables, timeout=max(0.0, deadline - time.monotonic())):
+                if conn in self._conns:
+                    self._drop_pending(conn)
+            running = [i for i in running if self._procs[i].is_alive()]
         for proc in self._procs:
-            proc.join(max(0.0, deadline - time.monotonic()))
             if proc.is_alive():
                 proc.kill()
-                proc.join()
-        for q in (*self._tasks, self._results):
-            q.cancel_join_thread()
-            q.close()
+            proc.join()
+        for tasks in self._tasks:
+            tasks.cancel_join_thread()
+            tasks.close()
+        for conn in self._conns:
+            conn.close()
+
+    @staticmethod
+    def _drop_pending(conn: mp_connection.Connection) -> None:
+        try:
+            while conn.poll():
+                conn.recv_bytes()
+        except (EOFError, OSError):
+            pass
 
     def terminate(self) -> None:
         """Stop all workers now, abandoning their current jobs."""

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from robodream.errors import RobodreamError
-from robodream.trainer import TrainerConfig
+from robodream.pipeline.training_data import RECORD_FILE, record_training_data, store_entry
+from robodream.trainer import TrainerConfig, warn_about_schedule
 from robodream.world_models.configuration import WorldModelConfig
 
 # Heavy modules (torch, zarr, Lightning, diffusers, video) are imported inside the functions: the CLI imports
@@ -40,10 +41,11 @@ class TrainWorldModelConfig:
 class DreamConfig:
     ckpt: str = "runs/wm"
     data: str = "data/push_cube.zarr"
-    episodes: str = "0-7"
+    #: e.g. 0-7 or 0,3,5; None = the first 8 episodes the model did not train on (training_data.py)
+    episodes: str | None = None
     #: imagined steps per episode; None = until the longest selected episode ends
     horizon: int | None = None
-    out: str | None = None  # default: <ckpt>/dream
+    out: str | None = None  # default: <ckpt>/eval/<store name>/
     seed: int = 0
     num_sampling_steps: int | None = None
     scale: int = 3
@@ -53,9 +55,10 @@ class DreamConfig:
 class EvalWorldModelConfig:
     ckpt: str = "runs/wm"
     data: str = "data/push_cube.zarr"
-    episodes: str = "all"
+    #: e.g. all or 0-9; None = every episode the model did not train on (training_data.py)
+    episodes: str | None = None
     horizon: int = 32
-    out: str | None = None  # default: <ckpt>/eval_wm
+    out: str | None = None  # default: <ckpt>/eval/<store name>/
     seed: int = 0
     num_sampling_steps: int | None = None
 
@@ -81,9 +84,12 @@ def train_world_model(cfg: TrainWorldModelConfig) -> Path:
     first_process = launched_as_rank_zero()
     if first_process:
         save_config(resolved, out / "config.yaml")
+        warn_about_schedule(cfg.trainer, validates=cfg.val_fraction > 0)
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
     model = WorldModel.from_stats(model_cfg, stats)
     data = WorldModelDataModule(store, model_cfg, cfg.trainer, cfg.val_fraction)
+    if first_process:
+        record_training_data(out, [store_entry(store, data.train_episodes, data.val_episodes)])
     system = WorldModelSystem(model, cfg.trainer, out, val_store=store, val_episodes=data.val_episodes,
                               strip_episodes=cfg.strip_episodes, strip_horizon=cfg.strip_horizon)
     trainer = build_trainer(cfg.trainer, out)
@@ -101,9 +107,11 @@ def train_world_model(cfg: TrainWorldModelConfig) -> Path:
     summary = {"steps": trainer.global_step, "elapsed_s": elapsed, "metrics": metrics,
                "model": str(out / "model"), "parameters": parameters, "world_size": trainer.world_size}
     (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
-    print(f"done: {trainer.global_step} steps in {elapsed:.0f} s; "
-          + ", ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items()) if k.startswith("val/"))
-          + f"\nmodel      {out / 'model'}\nval strips {out / 'val'}")
+    val = ", ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items()) if k.startswith("val/"))
+    print(f"done: {trainer.global_step} steps in {elapsed:.0f} s" + (f"; {val}" if val else "; no validation ran"))
+    for label, path in (("model", out / "model"), ("val strips", out / "val"), ("data split", out / RECORD_FILE)):
+        if path.exists():  # only what this run wrote: no validation, no strips
+            print(f"{label:<10} {path}")
     return out / "model"
 
 
@@ -128,18 +136,50 @@ def _load(ckpt: str, data: str):
     return model, store
 
 
-def dream(cfg: DreamConfig) -> tuple[Path, Path]:
+def run_directory(ckpt: str) -> Path:
+    """Where a model's training record and evaluations live: the run directory of `<run>/model`, else the
+    model directory itself (a model exported on its own)."""
+    from robodream.world_models.model import resolve_checkpoint
+
+    model_dir = resolve_checkpoint(ckpt)
+    return model_dir.parent if model_dir.name == "model" else model_dir
+
+
+def output_folder(out: str | None, run_dir: Path, data: str, stage_output: bool = False) -> Path:
+    """`out`, or `<run>/eval/<store name>/`; never a folder holding what a `robodream run` stage wrote there
+    (its dream/ and eval_wm/), unless that stage is the one writing (`stage_output`)."""
+    from robodream.pipeline.training_data import stage_outputs_inside, store_name
+
+    folder = Path(out) if out else run_dir / "eval" / store_name(data)
+    if not stage_output:
+        taken = stage_outputs_inside(folder, run_dir)
+        if taken:
+            raise RobodreamError(f"{folder} holds the results of a `robodream run` stage ({taken[0]}): write "
+                                 f"elsewhere (out=..., default {run_dir / 'eval' / store_name(data)})")
+    return folder
+
+
+def dream(cfg: DreamConfig, stage_output: bool = False) -> tuple[Path, Path]:
     """Real (left) vs imagined (right) under the recorded actions, tiled over episodes: MP4 + GIF."""
     import numpy as np
 
     from robodream.datasets.video import tile_episodes, write_gif, write_mp4
     from robodream.pipeline.info import parse_episode_selection
-    from robodream.world_models.model import resolve_checkpoint
+    from robodream.pipeline.training_data import EpisodeChoice
     from robodream.world_models.rollout import imagine, load_clips, side_by_side
 
     model, store = _load(cfg.ckpt, cfg.data)
+    run_dir = run_directory(cfg.ckpt)
+    out = output_folder(cfg.out, run_dir, cfg.data, stage_output)
+    choice = EpisodeChoice(run_dir, store)
+    if cfg.episodes is None:
+        episodes = choice.default()[:8]
+        name = "held_out" if choice.entry else "ep" + _span(episodes)
+    else:
+        episodes = parse_episode_selection(cfg.episodes, store.num_episodes)
+        name = "ep" + cfg.episodes.replace(",", "_")
+    trained = choice.check(episodes, "dream", "labelled '(train)' in the video")
     k = model.config.context_frames
-    episodes = parse_episode_selection(cfg.episodes, store.num_episodes)
     longest = int(max(store.episode_lengths[episodes]))
     horizon = cfg.horizon or max(1, longest - k)
     clips = load_clips(store, episodes, k, horizon, model.config.image_key, model.config.predict_state)
@@ -148,26 +188,37 @@ def dream(cfg: DreamConfig) -> tuple[Path, Path]:
     context = clips.frames[:, :k]
     pairs = side_by_side(np.concatenate([context, clips.frames[:, k:]], axis=1),
                          np.concatenate([context, imagined], axis=1))
-    labels = [f"#{e} real | imagined" for e in episodes]
+    labels = [f"#{e}{' (train)' if e in trained else ''} real | imagined" for e in episodes]
     grid = tile_episodes(list(pairs), labels=labels, scale=cfg.scale)
-    out = Path(cfg.out) if cfg.out else resolve_checkpoint(cfg.ckpt).parent / "dream"
-    stem = out / f"dream_ep{cfg.episodes.replace(',', '_')}"
+    stem = out / f"dream_{name}"
     return write_mp4(grid, f"{stem}.mp4", store.fps), write_gif(grid, f"{stem}.gif", store.fps)
 
 
-def eval_world_model(cfg: EvalWorldModelConfig) -> tuple[dict, Path]:
+def _span(episodes: list[int]) -> str:
+    return f"{episodes[0]}-{episodes[-1]}" if episodes == list(range(episodes[0], episodes[-1] + 1)) else \
+        "_".join(map(str, episodes))
+
+
+def eval_world_model(cfg: EvalWorldModelConfig, stage_output: bool = False) -> tuple[dict, Path]:
     """Fidelity per horizon against copy-last-frame and shuffled actions; writes metrics.json + a plot."""
     from robodream.pipeline.info import parse_episode_selection
+    from robodream.pipeline.training_data import EpisodeChoice
     from robodream.world_models.metrics import evaluate_fidelity, plot_fidelity
     from robodream.world_models.model import resolve_checkpoint
 
     model, store = _load(cfg.ckpt, cfg.data)
-    episodes = parse_episode_selection(cfg.episodes, store.num_episodes)
+    run_dir = run_directory(cfg.ckpt)
+    out = output_folder(cfg.out, run_dir, cfg.data, stage_output)
+    choice = EpisodeChoice(run_dir, store)
+    episodes = choice.default() if cfg.episodes is None else parse_episode_selection(cfg.episodes,
+                                                                                      store.num_episodes)
+    trained = choice.check(episodes, "eval-wm", "listed as training_episodes in metrics.json")
     started = time.monotonic()
     metrics = evaluate_fidelity(model, store, episodes, horizon=cfg.horizon, seed=cfg.seed,
                                 num_sampling_steps=cfg.num_sampling_steps)
-    metrics.update(ckpt=str(resolve_checkpoint(cfg.ckpt)), data=str(cfg.data), eval_s=time.monotonic() - started)
-    out = Path(cfg.out) if cfg.out else resolve_checkpoint(cfg.ckpt).parent / "eval_wm"
+    metrics.update(ckpt=str(resolve_checkpoint(cfg.ckpt)), data=str(cfg.data), eval_s=time.monotonic() - started,
+                   episodes=[int(e) for e in episodes], training_episodes=[int(e) for e in trained],
+                   held_out=not trained and choice.entry is not None)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     plot_fidelity(metrics, out / "fidelity.png")
@@ -210,7 +261,11 @@ def add_commands(sub) -> None:
         print(f"metrics {out / 'metrics.json'}\nplot    {out / 'fidelity.png'}")
         return 0
 
-    add_config_command(sub, "train-wm", "train the action-conditioned video-diffusion world model", train)
-    dream_cmd = add_config_command(sub, "dream", "real vs imagined videos under recorded actions", run_dream)
-    dream_cmd.add_argument("--episodes", default=None, help="episodes to imagine, e.g. 0-7 (default 0-7)")
-    add_config_command(sub, "eval-wm", "world-model fidelity (PSNR/SSIM per horizon) against baselines", run_eval)
+    add_config_command(sub, "train-wm", "train the action-conditioned video-diffusion world model", train,
+                       f"{__name__}:TrainWorldModelConfig")
+    dream_cmd = add_config_command(sub, "dream", "real vs imagined videos under recorded actions", run_dream,
+                                  f"{__name__}:DreamConfig")
+    dream_cmd.add_argument("--episodes", default=None, help="episodes to imagine, e.g. 0-7 (default: the first 8 the "
+                           "model did not train on)")
+    add_config_command(sub, "eval-wm", "world-model fidelity (PSNR/SSIM per horizon) against baselines", run_eval,
+                       f"{__name__}:EvalWorldModelConfig")

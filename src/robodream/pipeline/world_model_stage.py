@@ -68,10 +68,13 @@ def world_model_stages(cfg: WorldModelStageConfig, store: str, run_dir: Path) ->
         episodes = EpisodeStore.open(store, cache="disk").num_episodes
         _, val = split_episodes(episodes, cfg.val_fraction, cfg.trainer.seed)
         shown = ",".join(str(e) for e in val[: cfg.dream_episodes])
-        mp4, gif = dream(DreamConfig(ckpt=str(out), data=store, episodes=shown, out=str(out / "dream")))
+        # This stage's own folders (dream/, eval_wm/): `robodream dream/eval-wm` by hand write to eval/<store>/.
+        mp4, gif = dream(DreamConfig(ckpt=str(out), data=store, episodes=shown, out=str(out / "dream")),
+                         stage_output=True)
         metrics, eval_dir = eval_world_model(EvalWorldModelConfig(ckpt=str(out), data=store,
                                                                   episodes=",".join(map(str, val)),
-                                                                  horizon=cfg.eval_horizon))
+                                                                  horizon=cfg.eval_horizon, out=str(out / "eval_wm")),
+                                             stage_output=True)
         print("\n".join("      " + line for line in fidelity_table(metrics, (1, 4, 8, 16))))
         return StageResult(f"{len(val)} held-out episodes", [
             ("videos", str(mp4)), ("videos", str(gif)), ("metrics", str(eval_dir / "metrics.json")),
