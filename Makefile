@@ -10,7 +10,7 @@ PIP    := $(BIN)/python -m pip
 
 .PHONY: demo test browser bench bench-policy install clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet torch==2.13.0
 	$(PIP) install --quiet -e '.[dev,ros,lerobot,ray]'
