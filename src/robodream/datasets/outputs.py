@@ -1,0 +1,224 @@
+"""The one rule for outputs, used by every command that creates a store or a dataset folder.
+
+1. A command never deletes or empties anything it did not create. An existing output that is not of the kind
+   the command writes (an episode store, a LeRobot dataset) is refused with one line, ``overwrite=true``
+   included (an empty folder too); ``overwrite=true`` replaces only an output of the same kind.
+2. A new output is built in a temporary sibling (``.<name>.partial-<pid>``) and renamed into place at the end,
+   so a kill leaves the old state or the new one, plus at most that temporary folder.
+3. One writer per output: a lock file next to it (``.<name>.lock``, holding the writer's pid) is taken with
+   flock(2) for as long as the writer lives. The kernel drops the lock when its process dies, so a stale lock
+   file of a killed writer is simply taken over. Whoever holds the lock owns the temporary siblings, so it
+   removes the ones a killed run left behind.
+
+Temporary siblings are never locked themselves: their owner holds the lock of the output they become. Locks
+are local-filesystem locks; stores at URLs (object stores) are not locked.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from robodream.datasets import layout
+from robodream.errors import RobodreamError
+
+KINDS = {"store": "an episode store", "lerobot": "a LeRobot dataset"}
+TEMPORARY_MARK = ".partial"
+
+
+def is_kind(path: Path, kind: str) -> bool:
+    """Whether the folder `path` holds an output of `kind` (a zarr v3 group for "store")."""
+    if kind == "lerobot":
+        return (path / "meta" / "info.json").is_file()
+    try:
+        return json.loads((path / "zarr.json").read_text()).get("node_type") == "group"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def is_temporary(path: str | os.PathLike) -> bool:
+    """Whether `path` is a temporary sibling (or a part of one) that some output's lock holder owns."""
+    name = Path(path).name
+    return name.startswith(".") and TEMPORARY_MARK in name
+
+
+def temporary_sibling(target: Path) -> Path:
+    """Where `target` is built before it is renamed into place (one per process)."""
+    name = target.name if target.name.startswith(".") else f".{target.name}"
+    return target.with_name(f"{name}{TEMPORARY_MARK}-{os.getpid()}")
+
+
+def check_output(target: str | os.PathLike, kind: str = "store", *, overwrite: bool,
+                 hint: str = "pass overwrite=true to replace it, or choose another path") -> None:
+    """Refuse, with one line, to write `kind` to `target` where that could lose anything (see module doc).
+
+    Passes for a new path, and for an output of the same kind with `overwrite` (which a caller may also pass
+    for "append": an existing output of the same kind is then added to, not replaced)."""
+    if layout.is_url(target):
+        return
+    path = layout.local_path(target)
+    if not path.exists() and not path.is_symlink():
+        return
+    what = KINDS[kind]
+    if not path.is_dir():
+        raise RobodreamError(f"{path} is a file, not {what}; refusing to replace it: choose another output path")
+    if is_kind(path, kind):
+        if not overwrite:
+            raise RobodreamError(f"{path} already exists: {hint}")
+        return
+    raise RobodreamError(f"{path} exists and is not {what}; refusing to replace it (overwrite=true replaces only "
+                         f"{what}): choose another output path")
+
+
+class OutputLock:
+    """A held writer lock on one output (see `lock_output`); `release` is idempotent."""
+
+    def __init__(self, key: str | None):
+        self.key = key
+
+    def release(self) -> None:
+        key, self.key = self.key, None
+        if key is None or key not in _HELD:
+            return
+        held = _HELD[key]
+        held[1] -= 1
+        if held[1] == 0:
+            del _HELD[key]
+            try:
+                os.unlink(key)  # while still locked: a waiter that opened it re-checks the inode and retries
+            except OSError:
+                pass
+            os.close(held[0])
+
+
+# Locks held by this process: lock file -> [fd, count]. flock(2) conflicts between two opens of one file even
+# in one process, so a process re-entering its own lock (a stage that reopens the store it writes) just counts.
+_HELD: dict[str, list[int]] = {}
+
+
+def lock_path(target: Path) -> Path:
+    return target.with_name(f".{target.name}.lock")
+
+
+def lock_output(target: str | os.PathLike) -> OutputLock:
+    """Take the writer lock of `target`, or raise one line naming the output and the pid of its writer."""
+    if layout.is_url(target) or is_temporary(target):
+        return OutputLock(None)
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): no lock
+        return OutputLock(None)
+    target = layout.local_path(target)
+    path = lock_path(target)
+    if not path.parent.is_dir():  # nothing there to protect: the caller reports the missing folder its own way
+        return OutputLock(None)
+    try:
+        key = str(path.resolve())
+        if key in _HELD:
+            _HELD[key][1] += 1
+            return OutputLock(key)
+        while True:
+            fd = os.open(key, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP):  # a filesystem without locks: go without
+                    return OutputLock(None)
+                raise RobodreamError(f"{target} is being written by another process (pid {holder}): wait for it "
+                                     f"to finish or stop it (its lock is {path})") from None
+            try:  # the previous holder may have unlinked the file between our open and our lock
+                if os.stat(key).st_ino == os.fstat(fd).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+    except OSError as exc:
+        raise RobodreamError(layout.describe_os_error(exc, target)) from None
+    _HELD[key] = [fd, 1]
+    return OutputLock(key)
+
+
+def remove_stale_temporaries(target: Path) -> None:
+    """Remove the temporary siblings of `target` that a killed run left (call only while holding its lock)."""
+    prefix = (target.name if target.name.startswith(".") else f".{target.name}") + TEMPORARY_MARK
+    old_prefix = f".{target.name}.old-"
+    if not target.parent.is_dir():
+        return
+    for sibling in target.parent.iterdir():
+        if sibling.name.startswith((prefix, old_prefix)):
+            if sibling.is_dir() and not sibling.is_symlink():
+                shutil.rmtree(sibling, ignore_errors=True)
+            else:
+                sibling.unlink(missing_ok=True)
+
+
+def replace_output(temporary: Path, target: Path) -> None:
+    """Move the finished `temporary` to `target`, replacing an output there (checked by `check_output`).
+
+    The old output is moved aside first, so there is never a moment with neither."""
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        target.rename(old)
+        temporary.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        temporary.rename(target)
+
+
+def claim_output(target: str | os.PathLike, kind: str = "store", *, overwrite: bool,
+                 hint: str = "pass overwrite=true to replace it, or choose another path") -> OutputLock:
+    """Check `target` (`check_output`), create its parent, take its writer lock, check again now that no other
+    writer can change it, and remove the temporary siblings a killed run left. Returns the held lock."""
+    check_output(target, kind, overwrite=overwrite, hint=hint)  # before touching anything
+    target = layout.local_path(target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RobodreamError(layout.describe_os_error(exc, target)) from None
+    lock = lock_output(target)
+    try:
+        check_output(target, kind, overwrite=overwrite, hint=hint)
+        remove_stale_temporaries(target)
+    except BaseException:
+        lock.release()
+        raise
+    return lock
+
+
+@contextmanager
+def atomic_output(target: str | os.PathLike, *, overwrite: bool, kind: str = "store",
+                  hint: str = "pass overwrite=true to replace it, or choose another path",
+                  lock: OutputLock | None = None) -> Iterator[Path]:
+    """Yield a temporary path next to `target`; move it into place only if the block succeeds.
+
+    On any error (or Ctrl-C) the temporary output is removed and `target` is untouched. `target` is claimed
+    (`claim_output`) for the duration, unless the caller passes the `lock` of its own claim (kept afterwards)."""
+    if layout.is_url(target):
+        raise RobodreamError(f"this command writes local outputs, got {target}: write to a local path, then copy "
+                             "it to the object store")
+    held = lock or claim_output(target, kind, overwrite=overwrite, hint=hint)
+    target = layout.local_path(target)
+    temporary = temporary_sibling(target)
+    try:
+        try:
+            yield temporary
+        except BaseException:
+            shutil.rmtree(temporary, ignore_errors=True)
+            raise
+        try:
+            replace_output(temporary, target)
+        except OSError as exc:
+            shutil.rmtree(temporary, ignore_errors=True)
+            raise RobodreamError(layout.describe_os_error(exc, target)) from None
+    finally:
+        if lock is None:
+            held.release()
