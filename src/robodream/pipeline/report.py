@@ -326,19 +326,24 @@ REPORT_FILES = ("report.html", "report.md")
 
 
 def _check_report_folder(run_dir: Path, out: Path) -> None:
-    """The output rule for reports: write only into a run directory this command recognises (a `robodream run`
-    or a folder holding stores or evaluations), into a new or empty folder, or over an earlier report."""
+    """The output rule for reports: write into a run directory this command recognises (a `robodream run`, or a
+    folder holding stores or evaluations), or else only into a new or empty folder or over an earlier report."""
+    from robodream.datasets import layout
+
     if out.exists() and not out.is_dir():
         raise RobodreamError(f"{out} is a file: choose a folder for the report (--out)")
-    earlier = out.is_dir() and any((out / name).is_file() for name in REPORT_FILES)
+    if layout.store_exists(out):
+        raise RobodreamError(f"{out} is an episode store: choose another folder for the report (--out)")
+    if out.resolve().is_relative_to(run_dir.resolve()):
+        if not _is_run_dir(run_dir, out):
+            raise RobodreamError(f"{run_dir} is not a robodream run directory (no run.json, episode store or "
+                                 "evaluation in it): pass the out= of a `robodream run`, or write the report to a "
+                                 "new folder with --out")
+        return
+    earlier = any((out / name).is_file() for name in REPORT_FILES)
     if out.is_dir() and any(out.iterdir()) and not earlier:
         raise RobodreamError(f"{out} already holds other files and no earlier report: refusing to write the report "
                              "into it; choose a new or empty folder with --out")
-    inside = out.resolve().is_relative_to(run_dir.resolve())
-    if inside and not earlier and not _is_run_dir(run_dir, out):
-        raise RobodreamError(f"{run_dir} is not a robodream run directory (no run.json, episode store or "
-                             "evaluation in it): pass the out= of a `robodream run`, or write the report to a new "
-                             "folder with --out")
 
 
 def _is_run_dir(run_dir: Path, out: Path) -> bool:
