@@ -22,6 +22,8 @@ from robodream.datasets.writer import EpisodeWriter, create_store
 from robodream.errors import RobodreamError
 from tests.conftest import TINY_FEATURES, make_episode
 from tests.faults.conftest import REPO, assert_bad_input, cli_env, run_cli, tree_digest
+from tests.pipeline.test_world_model_cli import FAST, TINY_YAML
+from tests.policies.conftest import train_args
 
 COLLECT = ("collect", "episodes=1", "workers=0", "env.image_size=16", "env.max_steps=3", "keep_failures=true")
 
@@ -52,6 +54,10 @@ REFUSED = {
     "generate overwrite": lambda store, folder: ["generate", "wm=no_wm", "probe=no_probe", f"data={store}",
                                                  f"out={folder}", "overwrite=true", "progress=false"],
     "export-lerobot overwrite": lambda store, folder: ["export-lerobot", str(store), str(folder), "overwrite=true"],
+    "train-wm overwrite": lambda store, folder: ["train-wm", f"data={store}", f"world_model={TINY_YAML}",
+                                                 f"out={folder}", "overwrite=true", "trainer.max_steps=1", *FAST],
+    "train-policy overwrite": lambda store, folder: ["train-policy", *train_args(store, folder, "bc", 1),
+                                                     "overwrite=true"],
     "report": lambda store, folder: ["report", str(folder)],
     "report --out": lambda store, folder: ["report", str(store.parent), "--out", str(folder)],
 }
