@@ -4,6 +4,12 @@ Commit protocol (design.md §2): an episode's frames go into data/* first, then 
 and only then does meta/episode_ends grow. Zarr's LocalStore writes each key atomically but has no
 multi-key transaction, so this order is what guarantees that a crash, a kill or a full disk leaves, at
 worst, uncommitted trailing frames, which `repair_store` (run automatically before every append) drops.
+
+Outputs (datasets/outputs.py): `create_store` replaces only an episode store, and only with overwrite=true
+(anything else at its location is refused), and builds the empty store in a temporary sibling renamed into
+place; every writer
+(`create_store`, `EpisodeWriter.open`, `repair_store`) holds the store's lock file until it is closed, so two
+processes never write one store.
 """
 
 from __future__ import annotations
