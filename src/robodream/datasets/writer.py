@@ -7,9 +7,8 @@ worst, uncommitted trailing frames, which `repair_store` (run automatically befo
 
 Outputs (datasets/outputs.py): `create_store` replaces only an episode store, and only with overwrite=true
 (anything else at its location is refused), and builds the empty store in a temporary sibling renamed into
-place; every writer
-(`create_store`, `EpisodeWriter.open`, `repair_store`) holds the store's lock file until it is closed, so two
-processes never write one store.
+place; every writer (`create_store`, `EpisodeWriter.open`, `repair_store`) holds the store's lock file until
+it is closed, so two processes never write one store.
 """
 
 from __future__ import annotations
