@@ -144,13 +144,29 @@ def test_a_killed_merge_leaves_nothing_or_a_complete_store_and_the_next_run_clea
     assert _siblings(out) == []
 
 
-def test_temporary_folders_of_dead_runs_are_removed_by_the_next_writer(tmp_path):
+@pytest.mark.parametrize("append", [False, True], ids=["new store", "append"])
+def test_temporary_folders_of_dead_runs_are_removed_by_the_next_writer(append, tmp_path):
     out = tmp_path / "out.zarr"
-    for stale in (".out.zarr.partial-999999", ".out.zarr.partial", ".out.zarr.partial.rank1", ".out.zarr.old-999999"):
-        (tmp_path / stale / "data").mkdir(parents=True)
+    stale = [".out.zarr.partial-999999", ".out.zarr.partial", ".out.zarr.partial.rank1"]
+    if append:  # an old store moved aside is put back when out= is missing (next test); here out= is there
+        _store(out, 2)
+        stale.append(".out.zarr.old-999999")
+    for name in stale:
+        (tmp_path / name / "data").mkdir(parents=True)
     (tmp_path / ".out.zarr.partial.counts.json").write_text("{}")
-    assert run_cli("merge", str(_store(tmp_path / "a.zarr", 1)), f"out={out}", "progress=false").code == 0
-    assert _siblings(out) == [] and EpisodeStore.open(out).num_episodes == 1
+    result = run_cli("merge", str(_store(tmp_path / "a.zarr", 1)), f"out={out}", f"append={append}", "progress=false")
+    assert result.code == 0, result.stderr
+    assert _siblings(out) == [] and EpisodeStore.open(out).num_episodes == 1 + 2 * append
+
+
+def test_an_old_store_moved_aside_by_a_killed_replace_is_put_back(tmp_path):
+    """A kill between "move the old store aside" and "move the new one in": the next run finds the old one."""
+    out = tmp_path / "out.zarr"
+    _store(out, 2).rename(tmp_path / ".out.zarr.old-999999")
+    _store(tmp_path / ".out.zarr.partial-999999", 1)  # the replacement, never moved in
+    result = run_cli("merge", str(_store(tmp_path / "a.zarr", 1)), f"out={out}", "progress=false")
+    assert_bad_input(result, "already exists")  # the old store is back, and not replaced without overwrite=true
+    assert EpisodeStore.open(out).num_episodes == 2 and _siblings(out) == []
 
 
 # -- one writer per store -------------------------------------------------------------------------------------

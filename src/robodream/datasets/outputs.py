@@ -4,7 +4,9 @@
    the command writes (an episode store, a LeRobot dataset) is refused with one line, ``overwrite=true``
    included (an empty folder too); ``overwrite=true`` replaces only an output of the same kind.
 2. A new output is built in a temporary sibling (``.<name>.partial-<pid>``) and renamed into place at the end,
-   so a kill leaves the old state or the new one, plus at most that temporary folder.
+   so a kill leaves the old state or the new one, plus at most that temporary folder. A replaced output is
+   moved aside (``.<name>.old-<pid>``) until the new one is in place; after a kill in between, the next writer
+   puts it back.
 3. One writer per output: a lock file next to it (``.<name>.lock``, holding the writer's pid) is taken with
    flock(2) for as long as the writer lives. The kernel drops the lock when its process dies, so a stale lock
    file of a killed writer is simply taken over. Whoever holds the lock owns the temporary siblings, so it
@@ -148,36 +150,45 @@ def lock_output(target: str | os.PathLike) -> OutputLock:
 
 
 def remove_stale_temporaries(target: Path) -> None:
-    """Remove the temporary siblings of `target` that a killed run left (call only while holding its lock)."""
-    prefix = (target.name if target.name.startswith(".") else f".{target.name}") + TEMPORARY_MARK
-    old_prefix = f".{target.name}.old-"
+    """Clear what a killed run left beside `target` (call only while holding its lock): temporary folders go;
+    an old output moved aside by a replace killed before the new one took its place is put back."""
     if not target.parent.is_dir():
         return
-    for sibling in target.parent.iterdir():
-        if sibling.name.startswith((prefix, old_prefix)):
-            if sibling.is_dir() and not sibling.is_symlink():
-                shutil.rmtree(sibling, ignore_errors=True)
-            else:
-                sibling.unlink(missing_ok=True)
+    prefix = (target.name if target.name.startswith(".") else f".{target.name}") + TEMPORARY_MARK
+    old_prefix = f".{target.name}.old-"
+    siblings = sorted(p for p in target.parent.iterdir() if p.name.startswith((prefix, old_prefix)))
+    olds = [p for p in siblings if p.name.startswith(old_prefix)]
+    if olds and not target.exists() and not target.is_symlink():
+        olds[0].rename(target)
+        siblings.remove(olds[0])
+    for sibling in siblings:
+        if sibling.is_dir() and not sibling.is_symlink():
+            shutil.rmtree(sibling, ignore_errors=True)
+        else:
+            sibling.unlink(missing_ok=True)
 
 
 def replace_output(temporary: Path, target: Path) -> None:
     """Move the finished `temporary` to `target`, replacing an output there (checked by `check_output`).
 
-    The old output is moved aside first, so there is never a moment with neither."""
-    if target.exists():
+    The old output is moved aside, not deleted, until the new one is in place: a kill between the two renames
+    leaves it beside `target`, and the next writer puts it back (`remove_stale_temporaries`)."""
+    if target.exists() or target.is_symlink():
         old = target.with_name(f".{target.name}.old-{os.getpid()}")
         target.rename(old)
         temporary.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
     else:
         temporary.rename(target)
 
 
 def claim_output(target: str | os.PathLike, kind: str = "store", *, overwrite: bool,
                  hint: str = "pass overwrite=true to replace it, or choose another path") -> OutputLock:
-    """Check `target` (`check_output`), create its parent, take its writer lock, check again now that no other
-    writer can change it, and remove the temporary siblings a killed run left. Returns the held lock."""
+    """Check `target` (`check_output`), create its parent, take its writer lock, clear what a killed run left
+    beside it, and check again now that no other writer can change it. Returns the held lock."""
     check_output(target, kind, overwrite=overwrite, hint=hint)  # before touching anything
     target = layout.local_path(target)
     try:
@@ -186,8 +197,8 @@ def claim_output(target: str | os.PathLike, kind: str = "store", *, overwrite: b
         raise RobodreamError(layout.describe_os_error(exc, target)) from None
     lock = lock_output(target)
     try:
+        remove_stale_temporaries(target)  # first: it may put back an old output, which the check must then see
         check_output(target, kind, overwrite=overwrite, hint=hint)
-        remove_stale_temporaries(target)
     except BaseException:
         lock.release()
         raise

@@ -211,6 +211,8 @@ class EpisodeWriter:
         trailing frames."""
         lock = outputs.lock_output(location)
         try:
+            if lock.key is not None:  # the lock holder owns the temporary siblings: those left are a dead run's
+                outputs.remove_stale_temporaries(layout.local_path(location))
             repair_store(location, storage_options)
             return cls(layout.open_group(location, read_only=False, storage_options=storage_options), location, lock)
         except BaseException:
