@@ -159,6 +159,14 @@ def test_temporary_folders_of_dead_runs_are_removed_by_the_next_writer(append, t
     assert _siblings(out) == [] and EpisodeStore.open(out).num_episodes == 1 + 2 * append
 
 
+def test_the_partial_folder_of_a_killed_export_is_removed_by_the_next_export(tmp_path):
+    dataset = tmp_path / "ds"
+    (tmp_path / ".ds.partial-999999" / "data").mkdir(parents=True)
+    result = run_cli("export-lerobot", str(_store(tmp_path / "s.zarr")), str(dataset))
+    assert result.code == 0, result.stderr
+    assert (dataset / "meta" / "info.json").is_file() and _siblings(dataset) == []
+
+
 def test_an_old_store_moved_aside_by_a_killed_replace_is_put_back(tmp_path):
     """A kill between "move the old store aside" and "move the new one in": the next run finds the old one."""
     out = tmp_path / "out.zarr"
