@@ -175,26 +175,17 @@ def last_checkpoint(out: str | os.PathLike) -> Path | None:
     return path if path.exists() else None
 
 
-# What makes a folder a training run directory: robodream wrote its config there, its checkpoints, an older
-# layout's Lightning folder, or a pipeline stage's stamp (written just before the stage trains into it).
+# What makes a folder a training run directory: robodream wrote its config there, its checkpoints, or an older
+# layout's Lightning folder (or a pipeline stage its stamp: see `check_folder`).
 RUN_DIR_MARKERS = ("config.yaml", "checkpoints", "lightning")
-
-
-def check_run_dir(out: Path) -> None:
-    """The output rule (datasets/outputs.py) for training runs: write only into a new or empty folder or a run
-    directory, so `out=~` or a typo never writes into (or, with overwrite=true, deletes from) a user's folder."""
-    if out.exists() and not out.is_dir():
-        raise RobodreamError(f"{out} is a file, not a run directory: choose another out=")
-    if out.is_dir() and any(out.iterdir()) and not any((out / m).exists() for m in RUN_DIR_MARKERS) \
-            and not any(out.glob("*.stage.json")):
-        raise RobodreamError(f"{out} exists and is not a training run directory (no config.yaml or checkpoints/ in "
-                             "it); refusing to write into it: choose a new or empty out=")
 
 
 def prepare_run_dir(out: str | os.PathLike, resume: bool, overwrite: bool) -> Path | None:
     """Check the output directory against resume/overwrite; returns the checkpoint to resume from, if any."""
+    from robodream.datasets.outputs import check_folder
+
     out = Path(out)
-    check_run_dir(out)
+    check_folder(out, RUN_DIR_MARKERS, "a training run directory")  # the output rule (datasets/outputs.py)
     existing = last_checkpoint(out)
     if resume and overwrite:
         raise RobodreamError("resume=true and overwrite=true contradict each other: pick one")

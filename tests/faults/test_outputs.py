@@ -58,6 +58,8 @@ REFUSED = {
                                                  f"out={folder}", "overwrite=true", "trainer.max_steps=1", *FAST],
     "train-policy overwrite": lambda store, folder: ["train-policy", *train_args(store, folder, "bc", 1),
                                                      "overwrite=true"],
+    "eval": lambda store, folder: ["eval", "policy=expert", "task=push_cube", "episodes=1", "workers=0",
+                                   "env.image_size=16", f"out={folder}", "progress=false"],
     "report": lambda store, folder: ["report", str(folder)],
     "report --out": lambda store, folder: ["report", str(store.parent), "--out", str(folder)],
 }

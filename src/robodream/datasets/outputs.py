@@ -77,6 +77,20 @@ def check_output(target: str | os.PathLike, kind: str = "store", *, overwrite: b
                          f"{what}): choose another output path")
 
 
+def check_folder(out: str | os.PathLike, markers: tuple[str, ...], what: str) -> None:
+    """The rule for commands that write a folder of files (training runs, evaluations): write only into a new or
+    empty folder, or one that already holds one of `markers` (files or folders this kind of command writes) or a
+    pipeline stage's stamp (`*.stage.json`, written just before the stage runs), so `out=~` or a typo never writes
+    into, or deletes from, a user's own folder."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise RobodreamError(f"{out} is a file, not {what}: choose another out=")
+    if out.is_dir() and any(out.iterdir()) and not any((out / m).exists() for m in markers) \
+            and not any(out.glob("*.stage.json")):
+        raise RobodreamError(f"{out} exists and is not {what} (no {' or '.join(markers)} in it); refusing to write "
+                             "into it: choose a new or empty out=")
+
+
 class OutputLock:
     """A held writer lock on one output (see `lock_output`); `release` is idempotent."""
 
