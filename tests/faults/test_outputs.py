@@ -60,6 +60,7 @@ REFUSED = {
                                                      "overwrite=true"],
     "eval": lambda store, folder: ["eval", "policy=expert", "task=push_cube", "episodes=1", "workers=0",
                                    "env.image_size=16", f"out={folder}", "progress=false"],
+    "run": lambda store, folder: ["run", str(REPO / "configs" / "pipeline" / "quickstart.yaml"), f"out={folder}"],
     "report": lambda store, folder: ["report", str(folder)],
     "report --out": lambda store, folder: ["report", str(store.parent), "--out", str(folder)],
 }
