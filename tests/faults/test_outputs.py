@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import zarr
 
 from robodream.datasets import outputs
 from robodream.datasets.reader import EpisodeStore
@@ -98,6 +99,12 @@ def test_every_store_creator_refuses_a_folder_and_a_file_in_one_place(unrelated_
             with outputs.atomic_output(unrelated_folder, overwrite=overwrite, kind="lerobot"):
                 pass
     assert tree_digest(unrelated_folder) == before and _siblings(unrelated_folder) == []
+    other = zarr.open_group(tmp_path / "other_tool.zarr", mode="w")  # a zarr group, but not an episode store
+    other.attrs["made_by"] = "another tool"
+    with pytest.raises(RobodreamError, match="is not an episode store"):
+        create_store(tmp_path / "other_tool.zarr", fps=10, features=TINY_FEATURES, robot_type="t", task="t",
+                     overwrite=True)
+    assert zarr.open_group(tmp_path / "other_tool.zarr", mode="r").attrs["made_by"] == "another tool"
 
 
 def test_overwrite_replaces_a_store_of_the_same_kind(tmp_path):

@@ -34,13 +34,18 @@ TEMPORARY_MARK = ".partial"
 
 
 def is_kind(path: Path, kind: str) -> bool:
-    """Whether the folder `path` holds an output of `kind` (a zarr v3 group for "store")."""
+    """Whether the folder `path` holds an output of `kind`: for "store" a robodream episode store (also one whose
+    attributes a crash cut short: they are written last), not any zarr group (a replay buffer is source data)."""
     if kind == "lerobot":
         return (path / "meta" / "info.json").is_file()
     try:
-        return json.loads((path / "zarr.json").read_text()).get("node_type") == "group"
+        meta = json.loads((path / "zarr.json").read_text())
+        fmt = meta.get("attributes", {}).get("format")
     except (OSError, ValueError, AttributeError):
         return False
+    if meta.get("node_type") != "group":
+        return False
+    return fmt == layout.FORMAT or (fmt is None and (path / layout.META / layout.EPISODE_ENDS / "zarr.json").is_file())
 
 
 def is_temporary(path: str | os.PathLike) -> bool:
