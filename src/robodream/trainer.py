@@ -198,15 +198,23 @@ def last_checkpoint(out: str | os.PathLike) -> Path | None:
     return path if path.exists() else None
 
 
+# What makes a folder a training run directory: robodream wrote its config there, its checkpoints, or an older
+# layout's Lightning folder (or a pipeline stage its stamp: see `check_folder`).
+RUN_DIR_MARKERS = ("config.yaml", "checkpoints", "lightning")
+
+
 def prepare_run_dir(out: str | os.PathLike, resume: bool, overwrite: bool) -> Path | None:
     """Check the output directory against resume/overwrite; returns the checkpoint to resume from, if any.
 
-    `out` must be a folder robodream can write (checked now, not after training), and a checkpoint to resume
-    from must be complete (a kill or a full disk can cut last.ckpt)."""
+    `out` must be a folder robodream can write (checked now, not after training) that is new, empty or a training
+    run (the output rule, datasets/outputs.py), and a checkpoint to resume from must be complete (a kill or a
+    full disk can cut last.ckpt)."""
     from robodream.checkpoints import check_lightning_checkpoint
     from robodream.datasets.layout import check_writable_dir
+    from robodream.datasets.outputs import check_folder
 
     out = Path(out)
+    check_folder(out, RUN_DIR_MARKERS, "a training run directory")
     if resume and overwrite:
         raise RobodreamError("resume=true and overwrite=true contradict each other: pick one")
     check_writable_dir(out)

@@ -1,7 +1,9 @@
 """Joining episode stores: recordings made on different machines, or the per-device shards of a generation run.
 
-Episodes are copied one at a time through `EpisodeWriter.append_episode`, so the commit protocol and the
-validation of every append hold: a merge interrupted half-way leaves the target with whole episodes only.
+Episodes are copied one at a time through `EpisodeWriter.append_episode`, so the validation of every append
+holds. A new (or replaced) local store is built in a temporary sibling and renamed into place at the end
+(`outputs.atomic_output`): a merge killed half-way leaves no store at all, never one that looks complete with
+only some of the episodes. `append=true` adds to the existing store episode by episode (commit-last).
 Stores must agree on what a frame is (features with the same dtypes and shapes, the same fps); the robot
 type and cameras of the first store are kept. Stores of different tasks are joined only when asked
 (`mixed_tasks=True`): the result then keeps every episode's task in meta/episode_task (like LeRobot's
@@ -16,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from robodream.datasets import layout
+from robodream.datasets.outputs import atomic_output
 from robodream.datasets.reader import EpisodeStore
 from robodream.datasets.writer import EpisodeWriter, create_store
 from robodream.errors import RobodreamError
@@ -76,15 +79,28 @@ def merge_stores(sources: Sequence[str | os.PathLike], out: str | os.PathLike, o
     if existing is not None:
         check_compatible(existing, first)
     tasks = check_tasks([existing, *stores] if existing is not None else stores, mixed_tasks)
-    if existing is not None:
+    mixed = " | ".join(tasks) if len(tasks) > 1 or (existing is not None and existing.mixed_tasks) else None
+    if existing is not None:  # appends keep the commit-last protocol, episode by episode
         writer = EpisodeWriter.open(out)
-    else:
-        features = {k: v for k, v in first.features.items()}
-        writer = create_store(out, fps=first.fps, features=features, robot_type=first.robot_type, task=first.task,
-                              cameras=first.cameras, overwrite=overwrite,
-                              extra_attrs={"merged_from": [str(s) for s in sources]})
-    if len(tasks) > 1 or (existing is not None and existing.mixed_tasks):
-        writer.keep_episode_tasks(" | ".join(tasks))
+        try:
+            return _copy(stores, writer, mixed, progress)
+        finally:
+            writer.close(compute_stats=False)
+    create = {"fps": first.fps, "features": dict(first.features), "robot_type": first.robot_type, "task": first.task,
+              "cameras": first.cameras, "extra_attrs": {"merged_from": [str(s) for s in sources]}}
+    if layout.is_url(out):  # object stores cannot rename: written in place
+        return _copy(stores, create_store(out, overwrite=overwrite, **create), mixed, progress)
+    hint = "pass append=true to add the episodes to it, or overwrite=true to replace it"
+    with atomic_output(out, overwrite=overwrite, hint=hint) as temporary:
+        return _copy(stores, create_store(temporary, **create), mixed, progress)
+
+
+def _copy(stores: list[EpisodeStore], writer: EpisodeWriter, mixed: str | None,
+          progress: Callable[[int], None] | None) -> MergeReport:
+    """Append every committed episode of `stores`, in order, to `writer` (keeping each episode's task when the
+    result holds several: `mixed` is then the store's "a | b" task), then store fresh stats."""
+    if mixed is not None:
+        writer.keep_episode_tasks(mixed)
     counts: dict[str, int] = {}
     per_task: dict[str, int] = {}
     frames = 0

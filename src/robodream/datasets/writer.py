@@ -4,18 +4,24 @@ Commit protocol (design.md §2): an episode's frames go into data/* first, then 
 and only then does meta/episode_ends grow. Zarr's LocalStore writes each key atomically but has no
 multi-key transaction, so this order is what guarantees that a crash, a kill or a full disk leaves, at
 worst, uncommitted trailing frames, which `repair_store` (run automatically before every append) drops.
+
+Outputs (datasets/outputs.py): `create_store` replaces only an episode store, and only with overwrite=true
+(anything else at its location is refused), and builds the empty store in a temporary sibling renamed into
+place; every writer (`create_store`, `EpisodeWriter.open`, `repair_store`) holds the store's lock file until
+it is closed, so two processes never write one store.
 """
 
 from __future__ import annotations
 
 import os
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import zarr
 
-from robodream.datasets import layout
+from robodream.datasets import layout, outputs
 from robodream.datasets.integrity import open_array, read_episode_ends
 from robodream.datasets.stats import compute_stats
 from robodream.errors import RobodreamError
@@ -61,7 +67,9 @@ def create_store(
 ) -> EpisodeWriter:
     """Create an empty episode store with one data array per feature (plus data/timestamp).
 
-    Refuses to replace an existing store unless `overwrite` is set.
+    Follows the output rule of `outputs`: an existing store is replaced only with `overwrite`, anything else
+    at `location` is refused; the store is built in a temporary sibling and renamed into place; the returned
+    writer holds the store's writer lock until it is closed.
     """
     if fps <= 0:
         raise RobodreamError(f"fps must be positive, got {fps}")
@@ -70,10 +78,44 @@ def create_store(
     for key, feature in features.items():
         if "dtype" not in feature or "shape" not in feature:
             raise RobodreamError(f"feature {key!r} needs 'dtype' and 'shape', got {feature}")
-    if layout.store_exists(location, storage_options) and not overwrite:
-        raise RobodreamError(
-            f"{location} already exists: pass overwrite=true to replace it, or resume=true to add to it"
-        )
+    attrs = _as_json({"format": layout.FORMAT, "version": layout.FORMAT_VERSION, "fps": fps, "robot_type": robot_type,
+                      "task": task, "features": features, "cameras": cameras or {}, **(extra_attrs or {})})
+    hint = "pass overwrite=true to replace it, or resume=true to add to it"
+    if layout.is_url(location):
+        _check_url_output(location, overwrite, storage_options, hint)
+        return EpisodeWriter(_build_store(location, features, attrs, storage_options), location)
+    target = layout.local_path(location)
+    if outputs.is_temporary(target):  # already private to a writer holding the lock of what it becomes
+        outputs.check_output(target, overwrite=overwrite, hint=hint)
+        return EpisodeWriter(_build_store(target, features, attrs), location)
+    lock = outputs.claim_output(target, overwrite=overwrite, hint=hint)
+    try:
+        # Built in a temporary sibling and renamed into place: a kill never leaves a half-made store at `location`.
+        with outputs.atomic_output(target, overwrite=overwrite, hint=hint, lock=lock) as temporary:
+            _build_store(temporary, features, attrs)
+        return EpisodeWriter(layout.open_group(target, read_only=False), location, lock=lock)
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _check_url_output(location: str, overwrite: bool, storage_options: dict | None, hint: str) -> None:
+    """At a URL, the same rule as `outputs.check_output`: replace only an episode store, and only with overwrite."""
+    if layout.store_exists(location, storage_options):
+        if not overwrite:
+            raise RobodreamError(f"{location} already exists: {hint}")
+        return
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(str(location), **(storage_options or {}))
+    if fs.exists(path) and fs.ls(path):
+        raise RobodreamError(f"{location} holds objects but is not an episode store; refusing to replace it: "
+                             "choose another output path")
+
+
+def _build_store(location, features: dict[str, Feature], attrs: dict[str, Any],
+                 storage_options: dict | None = None) -> zarr.Group:
+    """Write an empty store (mode "w": only ever called where `outputs.check_output` allowed replacing)."""
     try:
         group = zarr.open_group(layout.make_zarr_store(location, False, storage_options), mode="w")
         for key, feature in features.items():
@@ -88,13 +130,10 @@ def create_store(
             group.create_array(f"{layout.META}/{name}", shape=(0,), dtype=dtype, chunks=(META_CHUNK,),
                                fill_value=fill)
         # Attributes last: a store without its format attribute is not mistaken for a valid one.
-        group.attrs.update(_as_json({
-            "format": layout.FORMAT, "version": layout.FORMAT_VERSION, "fps": fps, "robot_type": robot_type,
-            "task": task, "features": features, "cameras": cameras or {}, **(extra_attrs or {}),
-        }))
+        group.attrs.update(attrs)
     except OSError as exc:
         raise RobodreamError(layout.describe_os_error(exc, location)) from None
-    return EpisodeWriter(group, location)
+    return group
 
 
 @dataclass
@@ -153,20 +192,28 @@ def _repair_group(group: zarr.Group, location: str | os.PathLike) -> RepairRepor
 
 
 def repair_store(location: str | os.PathLike, storage_options: dict | None = None) -> RepairReport:
-    """Drop uncommitted trailing frames and metadata a crash left behind. Committed episodes are untouched."""
-    group = layout.open_group(location, read_only=False, storage_options=storage_options)
+    """Drop uncommitted trailing frames and metadata a crash left behind. Committed episodes are untouched.
+
+    Takes the store's writer lock: the trailing frames of a writer at work are not a crash's leftovers."""
+    lock = outputs.lock_output(location)
     try:
+        group = layout.open_group(location, read_only=False, storage_options=storage_options)
         return _repair_group(group, location)
     except OSError as exc:
         raise RobodreamError(layout.describe_os_error(exc, location)) from None
+    finally:
+        lock.release()
 
 
 class EpisodeWriter:
     """Appends whole episodes to a store. Open with `create_store` or `EpisodeWriter.open`."""
 
-    def __init__(self, group: zarr.Group, location: str | os.PathLike):
+    def __init__(self, group: zarr.Group, location: str | os.PathLike, lock: outputs.OutputLock | None = None):
         self.group = group
         self.location = str(location)
+        # The store's writer lock, released by `close` (or when the writer is garbage-collected).
+        self._lock = lock or outputs.OutputLock(None)
+        self._release = weakref.finalize(self, self._lock.release)
         self.features: dict[str, Feature] = dict(group.attrs["features"])
         self._data, self._meta, self._ends = _group_arrays(group, location)
         self._tasks = _episode_task_array(group)
@@ -174,9 +221,17 @@ class EpisodeWriter:
 
     @classmethod
     def open(cls, location: str | os.PathLike, storage_options: dict | None = None) -> EpisodeWriter:
-        """Open an existing store for appending, first dropping any uncommitted trailing frames."""
-        repair_store(location, storage_options)
-        return cls(layout.open_group(location, read_only=False, storage_options=storage_options), location)
+        """Open an existing store for appending (taking its writer lock), first dropping any uncommitted
+        trailing frames."""
+        lock = outputs.lock_output(location)
+        try:
+            if lock.key is not None:  # the lock holder owns the temporary siblings: those left are a dead run's
+                outputs.remove_stale_temporaries(layout.local_path(location))
+            repair_store(location, storage_options)
+            return cls(layout.open_group(location, read_only=False, storage_options=storage_options), location, lock)
+        except BaseException:
+            lock.release()
+            raise
 
     @classmethod
     def open_matching(cls, location: str | os.PathLike, features: dict[str, Feature], recorder: str,
@@ -186,6 +241,7 @@ class EpisodeWriter:
         writer = cls.open(location)
         stored = {k: v for k, v in writer.features.items() if k != layout.TIMESTAMP}
         if stored != features:
+            writer.close(compute_stats=False)
             raise RobodreamError(f"cannot add to {location}: it holds {sorted(stored)} with other shapes or names "
                                  f"than {recorder} records; {fix}")
         return writer
@@ -323,6 +379,9 @@ class EpisodeWriter:
         return stats
 
     def close(self, compute_stats: bool = True) -> None:
-        """Finish writing; by default stores fresh normalisation stats."""
-        if compute_stats and self.num_frames:
-            self.update_stats()
+        """Finish writing (by default storing fresh normalisation stats) and release the writer lock."""
+        try:
+            if compute_stats and self.num_frames:
+                self.update_stats()
+        finally:
+            self._release()

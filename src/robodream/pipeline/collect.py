@@ -21,6 +21,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from robodream.datasets import layout
+from robodream.datasets.outputs import check_output
 from robodream.datasets.writer import EpisodeWriter, create_store
 from robodream.errors import RobodreamError
 from robodream.pipeline.config import to_dict, with_defaults
@@ -147,6 +148,10 @@ def _open_writer(cfg: CollectConfig) -> EpisodeWriter:
         return writer
     from robodream.robots.sim.env import make_env
 
+    # The output rule, before starting PyBullet: an existing out= that is not an episode store is refused.
+    # create_store checks again, builds the empty store in a temporary sibling and renames it into place.
+    check_output(cfg.out, overwrite=cfg.overwrite,
+                 hint="pass overwrite=true to replace it, or resume=true to add to it")
     probe = make_env(cfg.env)  # only to read features, fps and camera of the task
     try:
         return create_store(

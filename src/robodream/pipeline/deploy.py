@@ -213,6 +213,7 @@ def _open_store(cfg: DeployConfig, env):
 def run_deploy(cfg: DeployConfig) -> list[str]:
     """Deploy as configured; returns the summary lines. Raises RobodreamError (e.g. a lost robot) after
     holding the arm and writing what was completed."""
+    from robodream.datasets.outputs import check_folder
     from robodream.pipeline.config import save_config, to_dict
     from robodream.pipeline.harness import eval_info, run_episode
     from robodream.pipeline.operator_keys import KeyReader
@@ -220,6 +221,7 @@ def run_deploy(cfg: DeployConfig) -> list[str]:
     from robodream.robots.ros2.env import Ros2TaskEnv
 
     out = Path(cfg.out)
+    check_folder(out, ("config.yaml", "eval_info.json"), "a deployment folder")  # the rule of datasets/outputs.py
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
     arm = Ros2Arm(cfg.robot, node_name="robodream_deploy")

@@ -27,6 +27,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from robodream.datasets.outputs import check_folder
 from robodream.errors import RobodreamError
 from robodream.features import IMAGE_PREFIX
 from robodream.pipeline.config import save_config
@@ -38,6 +39,7 @@ from robodream.robots.sim.experts import ExpertConfig
 from robodream.stats import format_success
 
 EXPERT = "expert"
+EVAL_MARKERS = ("config.yaml", "eval_info.json", "sweep.json")  # what makes a folder an evaluation's (or a sweep's)
 STEP_DIR = re.compile(r"^step_(\d+)$")
 
 
@@ -222,6 +224,7 @@ def run_evaluation(cfg: EvalConfig) -> list[EvalResult]:
         for info in infos:
             override_n_action_steps(PolicyConfig.from_dict(info["policy"]), cfg.n_action_steps)
     out = _default_out(cfg, target)
+    check_folder(out, EVAL_MARKERS, "an evaluation folder")  # never into (and over the config.yaml of) a user's folder
     save_config(cfg, out / "config.yaml")
 
     names = [p.name for p in checkpoints] or [EXPERT]

@@ -21,6 +21,7 @@ from pathlib import Path
 from robodream.errors import RobodreamError
 
 SOURCES = ("demo-actions", "policy")
+OUT_HINT = "pass overwrite=true to replace it"
 
 
 @dataclass
@@ -103,25 +104,14 @@ def generate(cfg: GenerateConfig) -> GenerateSummary | None:
     """
     import lightning as L
 
-    from robodream.datasets import layout
-    from robodream.datasets.reader import EpisodeStore
+    from robodream.datasets import outputs
     from robodream.pipeline.generate_lightning import GenerationDataModule, GenerationModule, ShardWriter
     from robodream.pipeline.generation import GenerationSettings
     from robodream.pipeline.info import parse_episode_selection
-    from robodream.world_models.model import WorldModel, resolve_checkpoint
-    from robodream.world_models.probe import StateSuccessProbe
 
     out = Path(cfg.out)
-    if layout.store_exists(out) and not cfg.overwrite:
-        raise RobodreamError(f"{out} already exists: pass overwrite=true to replace it")
-    wm_dir = resolve_checkpoint(cfg.wm)
-    model = WorldModel.from_pretrained(wm_dir)
-    store = EpisodeStore.open(cfg.data)
-    model.config.with_data_shapes(store.features)
-    probe = StateSuccessProbe.from_pretrained(cfg.probe)
-    if probe.config.image_size != model.config.image_size:
-        raise RobodreamError(f"the probe reads {probe.config.image_size}px frames but the world model makes "
-                             f"{model.config.image_size}px ones")
+    outputs.check_output(out, overwrite=cfg.overwrite, hint=OUT_HINT)  # before loading anything (datasets/outputs.py)
+    wm_dir, model, store, probe = _load_models(cfg)
     policy = _load_policy(cfg, store) if cfg.source == "policy" else None
     origin = {"world_model": str(wm_dir), "model_id": model_id(wm_dir), "probe": str(cfg.probe),
               "source": cfg.source, "noise": cfg.noise, "policy": cfg.policy, "data": str(cfg.data)}
@@ -136,8 +126,9 @@ def generate(cfg: GenerateConfig) -> GenerateSummary | None:
     trainer = L.Trainer(accelerator=cfg.accelerator, devices=_devices(cfg.devices), strategy=cfg.strategy,
                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, callbacks=[writer], use_distributed_sampler=False)
-    started = time.monotonic()
-    summary = GenerateSummary(store=str(out))
+    # Rank 0 holds out='s writer lock for the whole run (and so owns, and first clears, the `.partial` shards).
+    lock = outputs.claim_output(out, overwrite=cfg.overwrite, hint=OUT_HINT) if trainer.is_global_zero else None
+    started, summary = time.monotonic(), GenerateSummary(store=str(out))
     try:
         trainer.predict(module, datamodule=GenerationDataModule(cfg.rollouts, episodes, cfg.seed, cfg.batch_size),
                         return_predictions=False)
@@ -145,7 +136,7 @@ def generate(cfg: GenerateConfig) -> GenerateSummary | None:
         error = None
         if trainer.is_global_zero:
             try:
-                writer.finish(out, overwrite=cfg.overwrite, world_size=trainer.world_size, summary=summary)
+                writer.finish(out, world_size=trainer.world_size, summary=summary)
             except RobodreamError as exc:  # handed to every rank below, so none waits on a merge that failed
                 error = str(exc)
         # The broadcast doubles as a barrier: no rank returns (and goes on to read `out`) before the merged
@@ -155,10 +146,30 @@ def generate(cfg: GenerateConfig) -> GenerateSummary | None:
         if trainer.is_global_zero:
             writer.discard(trainer.world_size)
         raise
+    finally:
+        if lock is not None:
+            lock.release()
     if error is not None:
         raise RobodreamError(error)
     summary.elapsed_s = time.monotonic() - started
     return summary if trainer.is_global_zero else None
+
+
+def _load_models(cfg: GenerateConfig):
+    """(world-model directory, world model, real store, probe), checked against each other."""
+    from robodream.datasets.reader import EpisodeStore
+    from robodream.world_models.model import WorldModel, resolve_checkpoint
+    from robodream.world_models.probe import StateSuccessProbe
+
+    wm_dir = resolve_checkpoint(cfg.wm)
+    model = WorldModel.from_pretrained(wm_dir)
+    store = EpisodeStore.open(cfg.data)
+    model.config.with_data_shapes(store.features)
+    probe = StateSuccessProbe.from_pretrained(cfg.probe)
+    if probe.config.image_size != model.config.image_size:
+        raise RobodreamError(f"the probe reads {probe.config.image_size}px frames but the world model makes "
+                             f"{model.config.image_size}px ones")
+    return wm_dir, model, store, probe
 
 
 def _devices(text: str):

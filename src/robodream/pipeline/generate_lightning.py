@@ -105,8 +105,10 @@ class ShardWriter(BasePredictionWriter):
             self.writer.close(compute_stats=trainer.world_size == 1)
         (shard.parent / f"{shard.name}.counts.json").write_text(json.dumps(self.counts))
 
-    def finish(self, out: Path, overwrite: bool, world_size: int, summary) -> None:
+    def finish(self, out: Path, world_size: int, summary) -> None:
         """Rank 0, after every device finished: merge shards in rank order and move the result into place."""
+        from robodream.datasets.layout import describe_os_error
+        from robodream.datasets.outputs import replace_output
         from robodream.errors import RobodreamError
         from robodream.pipeline.generate import remove_store
 
@@ -126,9 +128,10 @@ class ShardWriter(BasePredictionWriter):
             for shard in present:
                 remove_store(shard)
             present = [merged]
-        if out.exists() and overwrite:
-            remove_store(out)
-        present[0].rename(out)
+        try:  # moves an old store (checked by generate: an episode store, with overwrite=true) aside first
+            replace_output(present[0], out)
+        except OSError as exc:
+            raise RobodreamError(describe_os_error(exc, out)) from None
         self._remove_counts(shards)
 
     def discard(self, world_size: int) -> None:

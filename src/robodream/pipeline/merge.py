@@ -6,8 +6,10 @@
     robodream merge data/new.zarr out=data/push.zarr append=true
 
 Steps: build the config -> open every store and check they agree on fps and features (one error line naming
-the store and what differs) -> copy their committed episodes in order through the store writer (commit-last,
-so an interrupted merge leaves whole episodes only) -> stats -> summary. This process is the only writer.
+the store and what differs) -> copy their committed episodes in order through the store writer into a temporary
+sibling of out=, renamed into place at the end (so a killed merge leaves no store, never a partial one that looks
+complete; append=true adds episode by episode, commit-last) -> stats -> summary. This process is the only writer
+(it holds out='s writer lock).
 """
 
 from __future__ import annotations
@@ -110,15 +112,21 @@ def merge(cfg: MergeConfig) -> MergeSummary:
 
     from robodream.datasets import layout
     from robodream.datasets.merge import check_compatible, merge_stores
+    from robodream.datasets.outputs import check_output
     from robodream.datasets.reader import EpisodeStore
 
     if not cfg.stores:
         raise RobodreamError("nothing to merge: name the stores, e.g. robodream merge a.zarr b.zarr out=all.zarr")
     if cfg.out is None:
         raise RobodreamError("merge needs out=<store> (a path or fsspec URL) to write the merged store to")
-    if layout.store_exists(cfg.out) and not (cfg.append or cfg.overwrite):
-        raise RobodreamError(f"{cfg.out} already exists: pass append=true to add the episodes to it, or "
-                             "overwrite=true to replace it")
+    # The output rule (datasets/outputs.py), checked before anything is read: an existing out= that is not an
+    # episode store is refused even with overwrite=true; a store is replaced or added to only when asked.
+    hint = "pass append=true to add the episodes to it, or overwrite=true to replace it"
+    if layout.is_url(cfg.out):
+        if layout.store_exists(cfg.out) and not (cfg.append or cfg.overwrite):
+            raise RobodreamError(f"{cfg.out} already exists: {hint}")
+    else:
+        check_output(cfg.out, overwrite=cfg.append or cfg.overwrite, hint=hint)
     # Check everything before writing anything, so an incompatible store leaves out= untouched.
     stores = [EpisodeStore.open(s, cache="disk") for s in cfg.stores]
     for other in stores[1:]:

@@ -320,12 +320,48 @@ def build_sections(run_dir: Path, out: Path) -> list[Section]:
             _reproduce_section(run_dir, index)]
 
 
+# Files that make a folder a run directory worth a report (besides run.json and episode stores).
+RUN_ARTIFACTS = ("eval_info.json", "metrics.json", "rank.json", "train_summary.json")
+REPORT_FILES = ("report.html", "report.md")
+
+
+def _check_report_folder(run_dir: Path, out: Path) -> None:
+    """The output rule for reports: write into a run directory this command recognises (a `robodream run`, or a
+    folder holding stores or evaluations), or else only into a new or empty folder or over an earlier report."""
+    from robodream.datasets import layout
+
+    if out.exists() and not out.is_dir():
+        raise RobodreamError(f"{out} is a file: choose a folder for the report (--out)")
+    if layout.store_exists(out):
+        raise RobodreamError(f"{out} is an episode store: choose another folder for the report (--out)")
+    if out.resolve().is_relative_to(run_dir.resolve()):
+        if not _is_run_dir(run_dir, out):
+            raise RobodreamError(f"{run_dir} is not a robodream run directory (no run.json, episode store or "
+                                 "evaluation in it): pass the out= of a `robodream run`, or write the report to a "
+                                 "new folder with --out")
+        return
+    earlier = any((out / name).is_file() for name in REPORT_FILES)
+    if out.is_dir() and any(out.iterdir()) and not earlier:
+        raise RobodreamError(f"{out} already holds other files and no earlier report: refusing to write the report "
+                             "into it; choose a new or empty folder with --out")
+
+
+def _is_run_dir(run_dir: Path, out: Path) -> bool:
+    from robodream.datasets import layout
+
+    if (run_dir / "run.json").is_file():
+        return True
+    stores, files = _walk(run_dir, skip=out)
+    return any(layout.store_exists(s) for s in stores) or any(f.name in RUN_ARTIFACTS for f in files)
+
+
 def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = None) -> tuple[Path, Path]:
     """Write report.html (self-contained) and report.md for the run in `run_dir`; returns their paths."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RobodreamError(f"no run directory at {run_dir}: pass the `out` of a `robodream run`")
     out = Path(out) if out is not None else run_dir / "report"
+    _check_report_folder(run_dir, out)
     out.mkdir(parents=True, exist_ok=True)
     sections = build_sections(run_dir, out)
     index_path = run_dir / "run.json"

@@ -189,7 +189,10 @@ def plan(cfg: PipelineConfig, command: str) -> list[Stage]:
 
 def run_pipeline(cfg: PipelineConfig, command: str | None = None) -> dict[str, list[Path]]:
     """Run every stage whose inputs changed; returns the outputs per kind. Prints progress as it goes."""
+    from robodream.datasets.outputs import check_folder
+
     out = Path(cfg.out)
+    check_folder(out, ("run.json", "config.yaml"), "a pipeline run directory")  # never over a user's own files
     command = command or "robodream " + shlex.join(sys.argv[1:])
     save_config(cfg, out / "config.yaml")
     stages = plan(cfg, command)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from robodream.datasets.importers.common import atomic_output, fit_image
+from robodream.datasets.importers.common import fit_image
 from robodream.datasets.importers.resample import StreamReport, check_increasing, frame_times, resample
+from robodream.datasets.outputs import atomic_output
 from robodream.errors import RobodreamError
 
 

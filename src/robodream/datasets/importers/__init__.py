@@ -6,5 +6,5 @@
 - `replay_buffer`: Diffusion Policy zarr v2 replay buffers (data/<key>, meta/episode_ends).
 
 Every import writes a temporary store next to the target and moves it into place only when the whole
-import succeeded (`common.atomic_output`), so a bad file never leaves a half-written store behind.
+import succeeded (`outputs.atomic_output`), so a bad file never leaves a half-written store behind.
 """

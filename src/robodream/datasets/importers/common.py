@@ -1,18 +1,13 @@
-"""What every importer shares: image fitting, atomic outputs, options and the summary it prints."""
+"""What every importer shares: image fitting, options and the summary it prints (outputs: `datasets.outputs`)."""
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from robodream.datasets import layout
+from robodream.datasets.outputs import atomic_output  # noqa: F401  (its home is datasets.outputs; kept importable)
 from robodream.errors import RobodreamError
 
 FITS = ("crop", "pad")
@@ -92,48 +87,6 @@ def flatten_names(names: Any, size: int | None = None) -> list[str] | None:
         return None
     names = [str(n) for n in names]
     return names if size is None or len(names) == size else None
-
-
-def _looks_like(path: Path, kind: str) -> bool:
-    if kind == "store":
-        return (path / "zarr.json").exists() or (path / ".zgroup").exists()
-    return (path / "meta" / "info.json").exists()  # a LeRobot dataset
-
-
-@contextmanager
-def atomic_output(target: str | os.PathLike, *, overwrite: bool, kind: str = "store") -> Iterator[Path]:
-    """Yield a temporary path next to ``target``; move it into place only if the block succeeds.
-
-    On any error (or Ctrl-C) the temporary output is removed and ``target`` is untouched. An existing
-    ``target`` is replaced only with ``overwrite`` and only if it is the same kind of output (``"store"``:
-    a zarr group, ``"lerobot"``: a LeRobot dataset), so a typo cannot delete an unrelated folder.
-    """
-    if layout.is_url(target):
-        raise RobodreamError(f"imports write local stores, got {target}: import to a local path, then copy it "
-                             "to the object store")
-    target = layout.local_path(target)
-    if target.exists():
-        if not overwrite:
-            raise RobodreamError(f"{target} already exists: pass overwrite=true to replace it, or choose another path")
-        if not _looks_like(target, kind):
-            what = "an episode store" if kind == "store" else "a LeRobot dataset"
-            raise RobodreamError(f"{target} exists and is not {what}; refusing to replace it: choose another "
-                                 "output path")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.partial-{os.getpid()}")
-    shutil.rmtree(temporary, ignore_errors=True)
-    try:
-        yield temporary
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
-    if target.exists():  # replace: move the old one aside first, so there is never a moment with neither
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        target.rename(old)
-        temporary.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        temporary.rename(target)
 
 
 @dataclass

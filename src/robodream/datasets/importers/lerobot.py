@@ -31,11 +31,11 @@ from tqdm import tqdm
 from robodream.datasets.importers.common import (
     ImageOptions,
     ImportSummary,
-    atomic_output,
     fit_image,
     flatten_names,
     require_pyarrow,
 )
+from robodream.datasets.outputs import atomic_output
 from robodream.datasets.writer import create_store
 from robodream.errors import RobodreamError
 from robodream.features import image_feature

@@ -25,8 +25,9 @@ import numpy as np
 from tqdm import tqdm
 
 from robodream.datasets import layout
-from robodream.datasets.importers.common import atomic_output, require_pyarrow
+from robodream.datasets.importers.common import require_pyarrow
 from robodream.datasets.importers.lerobot import DEFAULT_DATA_PATH, DEFAULT_VIDEO_PATH
+from robodream.datasets.outputs import atomic_output
 from robodream.datasets.reader import EpisodeStore
 from robodream.errors import RobodreamError
 

@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from robodream.datasets.importers.common import ImageOptions, ImportSummary, atomic_output, fit_image
+from robodream.datasets.importers.common import ImageOptions, ImportSummary, fit_image
+from robodream.datasets.outputs import atomic_output
 from robodream.datasets.writer import create_store
 from robodream.errors import RobodreamError
 from robodream.features import ACTION, IMAGE_PREFIX, STATE, image_feature, vector_feature

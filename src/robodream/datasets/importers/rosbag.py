@@ -5,7 +5,7 @@ the definitions recorded in the bag. Steps per bag: read the mapped topics once 
 decoded and fitted to the store size as they arrive, so memory stays small) -> check each topic's clock runs
 forwards -> cut episodes (whole bag, or at markers) -> sample every stream at the store's frame times
 (`resample.py`) -> append. The store is written to a temporary path and moved into place at the end
-(`common.atomic_output`), so a bad bag leaves nothing behind.
+(`outputs.atomic_output`), so a bad bag leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from robodream.datasets.importers.common import ImportSummary, atomic_output
+from robodream.datasets.importers.common import ImportSummary
 from robodream.datasets.importers.resample import StreamReport, check_increasing, coverage, frame_times, resample
 from robodream.datasets.importers.ros_messages import IMAGE_TYPES, normalize_msgtype
 from robodream.datasets.importers.rosbag_mapping import BagImportConfig
 from robodream.datasets.importers.rosbag_reader import BagClock, messages, open_bag
 from robodream.datasets.importers.rosbag_streams import Images, Markers, Vectors, cross_check_joints
+from robodream.datasets.outputs import atomic_output
 from robodream.datasets.writer import EpisodeWriter, create_store
 from robodream.errors import RobodreamError
 from robodream.features import ACTION, IMAGE_PREFIX, STATE, image_feature, vector_feature
