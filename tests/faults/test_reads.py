@@ -225,7 +225,7 @@ def test_an_output_under_a_file_is_one_line(store, tmp_path, command):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder\n")
     out = blocker if command == "train-wm" else blocker / "sub"  # train-wm out=<existing file>
-    assert_bad_input(run_cli(*OUT_COMMANDS[command](store, out)), str(blocker), "is a file, not a folder")
+    assert_bad_input(run_cli(*OUT_COMMANDS[command](store, out)), str(blocker), "is a file, not a")
     assert blocker.read_text() == "not a folder\n"
 
 
