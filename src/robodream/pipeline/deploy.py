@@ -214,8 +214,8 @@ def run_deploy(cfg: DeployConfig) -> list[str]:
     """Deploy as configured; returns the summary lines. Raises RobodreamError (e.g. a lost robot) after
     holding the arm and writing what was completed."""
     from robodream.datasets.outputs import check_folder
-    from robodream.pipeline.config import save_config, to_dict
-    from robodream.pipeline.harness import eval_info, run_episode
+    from robodream.pipeline.config import save_config
+    from robodream.pipeline.harness import run_episode
     from robodream.pipeline.operator_keys import KeyReader
     from robodream.robots.ros2.arm import Ros2Arm
     from robodream.robots.ros2.env import Ros2TaskEnv
@@ -268,15 +268,23 @@ def run_deploy(cfg: DeployConfig) -> list[str]:
         arm.disconnect()  # the final hold
         if writer is not None:
             writer.close()
-        info = eval_info(results, time.monotonic() - started, info={
-            "policy": cfg.policy, "task": cfg.task, "robot": cfg.robot.name, "mode": "deploy",
-            "seeds": [cfg.seed, cfg.seed + cfg.episodes - 1], "success_source": cfg.success,
-            "store": cfg.store if cfg.record else None, "stopped": stopped or None,
-            "mean_episode_steps": float(np.mean([r.steps for r in results])) if results else None,
-            "safety": arm.safety.report() if arm.safety else None,
-            "loop": operator.env.stats.summary() if operator.env else None, "robot_config": to_dict(cfg.robot)})
+        info = _deploy_info(cfg, results, time.monotonic() - started, stopped, arm, operator)
         (out / "eval_info.json").write_text(json.dumps(info, indent=2))
     return _summary(cfg, info, out, stopped)
+
+
+def _deploy_info(cfg: DeployConfig, results: list, seconds: float, stopped: str, arm, operator: Operator) -> dict:
+    """eval_info.json of a deployment: the harness's figures plus the robot, safety and control-loop reports."""
+    from robodream.pipeline.config import to_dict
+    from robodream.pipeline.harness import eval_info
+
+    return eval_info(results, seconds, info={
+        "policy": cfg.policy, "task": cfg.task, "robot": cfg.robot.name, "mode": "deploy",
+        "seeds": [cfg.seed, cfg.seed + cfg.episodes - 1], "success_source": cfg.success,
+        "store": cfg.store if cfg.record else None, "stopped": stopped or None,
+        "mean_episode_steps": float(np.mean([r.steps for r in results])) if results else None,
+        "safety": arm.safety.report() if arm.safety else None,
+        "loop": operator.env.stats.summary() if operator.env else None, "robot_config": to_dict(cfg.robot)})
 
 
 def _summary(cfg: DeployConfig, info: dict, out: Path, stopped: str) -> list[str]:

@@ -146,17 +146,22 @@ def _listify(value: Any) -> Any:
     return value.tolist() if isinstance(value, np.ndarray) else value
 
 
-def export_lerobot(store_path: str | Path, out_dir: str | Path, cfg: LeRobotExportConfig,
-                   progress: bool = True) -> list[str]:
-    """Write every episode of a store as a LeRobot v3.0 dataset at ``out_dir``; returns summary lines."""
-    pq = require_pyarrow()
-    import pyarrow as pa
+@dataclass
+class _ExportPlan:
+    """What an export writes, decided from the store before anything is written."""
 
-    store = EpisodeStore.open(store_path, cache="disk")
-    if store.num_episodes == 0:
-        raise RobodreamError(f"{store_path} holds no committed episodes: nothing to export")
-    fps = store.fps
-    crf = cfg.crf if cfg.crf is not None else DEFAULT_CRF[cfg.codec]
+    cameras: list[str]
+    columns: dict[str, dict]  # store key -> feature, of the parquet columns
+    export_name: dict[str, str]  # store key -> LeRobot key
+    episode_tasks: list[str]
+    tasks: list[str]
+    success: np.ndarray  # (E,) bool
+    unknown: int  # episodes without a recorded outcome: next.success is then left out
+    info_features: dict[str, Any]
+    numeric: list[str]
+
+
+def _plan_export(store: EpisodeStore, cfg: LeRobotExportConfig) -> _ExportPlan:
     cameras = store.image_keys
     for key in cameras:
         height, width = store.features[key]["shape"][:2]
@@ -170,11 +175,8 @@ def export_lerobot(store_path: str | Path, out_dir: str | Path, cfg: LeRobotExpo
                      else store.episode_tasks() if store.mixed_tasks  # LeRobot's task_index per episode
                      else imported_tasks if len(imported_tasks) == store.num_episodes and all(imported_tasks)
                      else [store.task or "default"] * store.num_episodes)
-    tasks = list(dict.fromkeys(episode_tasks))
     outcomes = store.outcomes()
     unknown = int((outcomes == layout.UNKNOWN).sum())
-    success = outcomes == layout.SUCCESS
-
     info_features: dict[str, Any] = {}
     for key, feature in columns.items():
         shape = list(feature["shape"]) or [1]
@@ -183,81 +185,114 @@ def export_lerobot(store_path: str | Path, out_dir: str | Path, cfg: LeRobotExpo
         height, width = store.features[key]["shape"][:2]
         info_features[key] = {"dtype": "video", "shape": [height, width, 3], "names": ["height", "width", "channels"],
                               "info": {"video.height": height, "video.width": width, "video.codec": cfg.codec,
-                                       "video.pix_fmt": "yuv420p", "video.is_depth_map": False, "video.fps": fps,
-                                       "video.channels": 3, "has_audio": False}}
+                                       "video.pix_fmt": "yuv420p", "video.is_depth_map": False,
+                                       "video.fps": store.fps, "video.channels": 3, "has_audio": False}}
     for key, dtype in ((("next.success", "bool"),) if not unknown else ()) + (
             ("timestamp", "float32"), ("frame_index", "int64"), ("episode_index", "int64"), ("index", "int64"),
             ("task_index", "int64")):
         info_features[key] = {"dtype": dtype, "shape": [1], "names": None}
     numeric = [k for k, f in info_features.items() if f["dtype"] not in ("video", "bool")]
+    return _ExportPlan(cameras, columns, export_name, episode_tasks, list(dict.fromkeys(episode_tasks)),
+                       outcomes == layout.SUCCESS, unknown, info_features, numeric)
 
+
+def export_lerobot(store_path: str | Path, out_dir: str | Path, cfg: LeRobotExportConfig,
+                   progress: bool = True) -> list[str]:
+    """Write every episode of a store as a LeRobot v3.0 dataset at ``out_dir``; returns summary lines."""
+    store = EpisodeStore.open(store_path, cache="disk")
+    if store.num_episodes == 0:
+        raise RobodreamError(f"{store_path} holds no committed episodes: nothing to export")
+    crf = cfg.crf if cfg.crf is not None else DEFAULT_CRF[cfg.codec]
+    plan = _plan_export(store, cfg)
     with atomic_output(out_dir, overwrite=cfg.overwrite, kind="lerobot") as root:
-        data_file = root / DEFAULT_DATA_PATH.format(chunk_index=0, file_index=0)
-        data_file.parent.mkdir(parents=True)
-        videos = {key: _VideoWriter(root / DEFAULT_VIDEO_PATH.format(video_key=key, chunk_index=0, file_index=0), fps,
-                                    *store.features[key]["shape"][:2], cfg.codec, crf) for key in cameras}
-        writer = None
-        episode_rows, per_episode_stats = [], []
-        start = 0
-        try:
-            for e in tqdm(range(store.num_episodes), desc="export-lerobot", unit="ep", disable=not progress,
-                          file=sys.stderr):
-                arrays = store.episode(e)
-                length = len(arrays["timestamp"])
-                done = np.zeros(length, bool)
-                done[-1] = success[e]
-                values = {export_name[k]: arrays[k] for k in columns}
-                values.update({**({"next.success": done} if not unknown else {}),
-                               "timestamp": arrays["timestamp"].astype(np.float32),
-                               "frame_index": np.arange(length), "episode_index": np.full(length, e),
-                               "index": np.arange(start, start + length),
-                               "task_index": np.full(length, tasks.index(episode_tasks[e]))})
-                table = pa.table({k: _column(pa, np.asarray(v), info_features[k]["dtype"]) for k, v in values.items()})
-                if writer is None:
-                    hf = {"info": {"features": {k: _hf_type(f["dtype"], [] if f["shape"] == [1] else f["shape"])
-                                                for k, f in info_features.items() if f["dtype"] != "video"}}}
-                    schema = table.schema.with_metadata({b"huggingface": json.dumps(hf).encode()})
-                    writer = pq.ParquetWriter(data_file, schema)
-                writer.write_table(table.replace_schema_metadata(writer.schema.metadata))
-                stats = {k: _stats(values[k]) for k in numeric}
-                row: dict[str, Any] = {"episode_index": e, "tasks": [episode_tasks[e]], "length": length,
-                                       "data/chunk_index": 0, "data/file_index": 0,
-                                       "dataset_from_index": start, "dataset_to_index": start + length}
-                for key in cameras:
-                    frames = arrays[key]
-                    row.update({f"videos/{key}/chunk_index": 0, f"videos/{key}/file_index": 0,
-                                f"videos/{key}/from_timestamp": videos[key].frames / fps,
-                                f"videos/{key}/to_timestamp": (videos[key].frames + length) / fps})
-                    videos[key].write(frames)
-                    step = max(1, length // IMAGE_STATS_FRAMES)
-                    stats[key] = _stats(frames[::step], image=True)
-                row.update({"meta/episodes/chunk_index": 0, "meta/episodes/file_index": 0})
-                row.update({f"stats/{k}/{name}": _listify(v) for k, s in stats.items() for name, v in s.items()})
-                episode_rows.append(row)
-                per_episode_stats.append(stats)
-                start += length
-        finally:
-            if writer is not None:
-                writer.close()
-            for video in videos.values():
-                video.close()
-        episodes_file = root / "meta" / "episodes" / "chunk-000" / "file-000.parquet"
-        episodes_file.parent.mkdir(parents=True)
-        pq.write_table(pa.Table.from_pylist(episode_rows), episodes_file)
-        pq.write_table(_tasks_table(pa, tasks), root / "meta" / "tasks.parquet")
-        stats_all = {k: {name: _listify(v) for name, v in _aggregate([s[k] for s in per_episode_stats]).items()}
-                     for k in per_episode_stats[0]}
-        (root / "meta" / "stats.json").write_text(json.dumps(stats_all, indent=4))
-        info = {"codebase_version": "v3.0", "robot_type": store.robot_type or "unknown",
-                "total_episodes": store.num_episodes, "total_frames": start, "total_tasks": len(tasks),
-                "chunks_size": 1000, "data_files_size_in_mb": 100, "video_files_size_in_mb": 500,
-                "fps": int(fps) if float(fps).is_integer() else fps,
-                "splits": {"train": f"0:{store.num_episodes}"}, "data_path": DEFAULT_DATA_PATH,
-                "video_path": DEFAULT_VIDEO_PATH if cameras else None, "features": info_features}
-        (root / "meta" / "info.json").write_text(json.dumps(info, indent=4))
+        episode_rows, per_episode_stats = _write_episodes(store, plan, root, cfg.codec, crf, progress)
+        frames = _write_meta(store, plan, root, episode_rows, per_episode_stats)
     return [f"dataset    {out_dir}  (LeRobot v3.0)",
-            f"episodes   {store.num_episodes}   frames {start}   fps {fps:g}   tasks {len(tasks)}",
-            f"features   {', '.join(k for k in info_features if k not in BOOKKEEPING_OUT)}",
-            f"videos     {', '.join(cameras) or 'none'} ({cfg.codec}, crf {crf})"] + (
-        [f"success    next.success left out: {unknown} of {store.num_episodes} episodes have no recorded outcome"]
-        if unknown else [])
+            f"episodes   {store.num_episodes}   frames {frames}   fps {store.fps:g}   tasks {len(plan.tasks)}",
+            f"features   {', '.join(k for k in plan.info_features if k not in BOOKKEEPING_OUT)}",
+            f"videos     {', '.join(plan.cameras) or 'none'} ({cfg.codec}, crf {crf})"] + (
+        [f"success    next.success left out: {plan.unknown} of {store.num_episodes} episodes have no recorded "
+         "outcome"] if plan.unknown else [])
+
+
+def _write_episodes(store: EpisodeStore, plan: _ExportPlan, root: Path, codec: str, crf: int,
+                    progress: bool) -> tuple[list[dict], list[dict]]:
+    """The data parquet and one video per camera; returns the episodes' meta rows and their stats."""
+    pq = require_pyarrow()
+    import pyarrow as pa
+
+    fps = store.fps
+    data_file = root / DEFAULT_DATA_PATH.format(chunk_index=0, file_index=0)
+    data_file.parent.mkdir(parents=True)
+    videos = {key: _VideoWriter(root / DEFAULT_VIDEO_PATH.format(video_key=key, chunk_index=0, file_index=0), fps,
+                                *store.features[key]["shape"][:2], codec, crf) for key in plan.cameras}
+    writer = None
+    episode_rows, per_episode_stats = [], []
+    start = 0
+    try:
+        for e in tqdm(range(store.num_episodes), desc="export-lerobot", unit="ep", disable=not progress,
+                      file=sys.stderr):
+            arrays = store.episode(e)
+            length = len(arrays["timestamp"])
+            done = np.zeros(length, bool)
+            done[-1] = plan.success[e]
+            values = {plan.export_name[k]: arrays[k] for k in plan.columns}
+            values.update({**({"next.success": done} if not plan.unknown else {}),
+                           "timestamp": arrays["timestamp"].astype(np.float32),
+                           "frame_index": np.arange(length), "episode_index": np.full(length, e),
+                           "index": np.arange(start, start + length),
+                           "task_index": np.full(length, plan.tasks.index(plan.episode_tasks[e]))})
+            table = pa.table({k: _column(pa, np.asarray(v), plan.info_features[k]["dtype"]) for k, v in values.items()})
+            if writer is None:
+                hf = {"info": {"features": {k: _hf_type(f["dtype"], [] if f["shape"] == [1] else f["shape"])
+                                            for k, f in plan.info_features.items() if f["dtype"] != "video"}}}
+                schema = table.schema.with_metadata({b"huggingface": json.dumps(hf).encode()})
+                writer = pq.ParquetWriter(data_file, schema)
+            writer.write_table(table.replace_schema_metadata(writer.schema.metadata))
+            stats = {k: _stats(values[k]) for k in plan.numeric}
+            row: dict[str, Any] = {"episode_index": e, "tasks": [plan.episode_tasks[e]], "length": length,
+                                   "data/chunk_index": 0, "data/file_index": 0,
+                                   "dataset_from_index": start, "dataset_to_index": start + length}
+            for key in plan.cameras:
+                frames = arrays[key]
+                row.update({f"videos/{key}/chunk_index": 0, f"videos/{key}/file_index": 0,
+                            f"videos/{key}/from_timestamp": videos[key].frames / fps,
+                            f"videos/{key}/to_timestamp": (videos[key].frames + length) / fps})
+                videos[key].write(frames)
+                stats[key] = _stats(frames[::max(1, length // IMAGE_STATS_FRAMES)], image=True)
+            row.update({"meta/episodes/chunk_index": 0, "meta/episodes/file_index": 0})
+            row.update({f"stats/{k}/{name}": _listify(v) for k, s in stats.items() for name, v in s.items()})
+            episode_rows.append(row)
+            per_episode_stats.append(stats)
+            start += length
+    finally:
+        if writer is not None:
+            writer.close()
+        for video in videos.values():
+            video.close()
+    return episode_rows, per_episode_stats
+
+
+def _write_meta(store: EpisodeStore, plan: _ExportPlan, root: Path, episode_rows: list[dict],
+                per_episode_stats: list[dict]) -> int:
+    """meta/: episodes, tasks, stats and info.json; returns the number of frames exported."""
+    pq = require_pyarrow()
+    import pyarrow as pa
+
+    frames = episode_rows[-1]["dataset_to_index"]
+    episodes_file = root / "meta" / "episodes" / "chunk-000" / "file-000.parquet"
+    episodes_file.parent.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(episode_rows), episodes_file)
+    pq.write_table(_tasks_table(pa, plan.tasks), root / "meta" / "tasks.parquet")
+    stats_all = {k: {name: _listify(v) for name, v in _aggregate([s[k] for s in per_episode_stats]).items()}
+                 for k in per_episode_stats[0]}
+    (root / "meta" / "stats.json").write_text(json.dumps(stats_all, indent=4))
+    fps = store.fps
+    info = {"codebase_version": "v3.0", "robot_type": store.robot_type or "unknown",
+            "total_episodes": store.num_episodes, "total_frames": frames, "total_tasks": len(plan.tasks),
+            "chunks_size": 1000, "data_files_size_in_mb": 100, "video_files_size_in_mb": 500,
+            "fps": int(fps) if float(fps).is_integer() else fps,
+            "splits": {"train": f"0:{store.num_episodes}"}, "data_path": DEFAULT_DATA_PATH,
+            "video_path": DEFAULT_VIDEO_PATH if plan.cameras else None, "features": plan.info_features}
+    (root / "meta" / "info.json").write_text(json.dumps(info, indent=4))
+    return frames
