@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -229,14 +230,27 @@ def test_an_output_under_a_file_is_one_line(store, tmp_path, command):
     assert blocker.read_text() == "not a folder\n"
 
 
-@pytest.mark.skipif(AS_ROOT, reason="root ignores file permissions")
-@pytest.mark.parametrize("command", list(OUT_COMMANDS))
-def test_a_read_only_output_is_one_line(store, tmp_path, command):
-    read_only = tmp_path / "read_only"
-    read_only.mkdir()
-    read_only.chmod(0o555)
+@pytest.fixture
+def read_only(tmp_path):
+    """A folder nobody can write into: chmod 555, or for root (who ignores permissions) a read-only bind mount."""
+    folder = tmp_path / "read_only"
+    folder.mkdir()
+    if not AS_ROOT:
+        folder.chmod(0o555)
+        yield folder, "Permission denied"
+        folder.chmod(0o755)
+        return
+    mounted = subprocess.run(["mount", "--bind", "-o", "ro", str(folder), str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"root ignores file permissions and cannot bind-mount read-only here: {mounted.stderr!r}")
     try:
-        result = run_cli(*OUT_COMMANDS[command](store, read_only / "run" if command == "train-wm" else read_only))
-        assert_bad_input(result, str(read_only), "Permission denied")
+        yield folder, "Read-only file system"
     finally:
-        read_only.chmod(0o755)
+        subprocess.run(["umount", str(folder)], check=False)
+
+
+@pytest.mark.parametrize("command", list(OUT_COMMANDS))
+def test_a_read_only_output_is_one_line(store, read_only, command):
+    folder, reason = read_only
+    result = run_cli(*OUT_COMMANDS[command](store, folder / "run" if command == "train-wm" else folder))
+    assert_bad_input(result, str(folder), reason)
