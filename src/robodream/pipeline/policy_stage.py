@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from robodream.config_fields import runtime
 from robodream.errors import RobodreamError
 from robodream.pipeline.config import to_dict
 from robodream.pipeline.stages import Previous, Stage, StageResult
@@ -25,7 +26,7 @@ from robodream.trainer import TrainerConfig
 class PolicyEvalStageConfig:
     episodes: int = 4
     seed: int = 1000  # held out: collection uses seeds 0..N-1
-    workers: int = 2
+    workers: int = runtime(2)
     videos: int = 2
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from robodream.config_fields import runtime
 from robodream.errors import RobodreamError
 from robodream.pipeline.config import to_dict
 from robodream.pipeline.imagination import ImaginationConfig
@@ -26,12 +27,12 @@ from robodream.stats import format_correlation
 class RankStageConfig:
     """Sim vs imagined success of several agents, and their rank correlation."""
 
-    enabled: bool = False
-    out: str = "rank"  # relative to the pipeline's out
+    enabled: bool = runtime(False)
+    out: str = runtime("rank")  # relative to the pipeline's out
     expert_noise: list[float] = field(default_factory=lambda: [0.0, 0.01, 0.02, 0.03, 0.05])
     episodes: int | None = None  # None: policy.eval.episodes (the seeds are policy.eval's too)
     max_steps: int | None = None  # the same episode limit in both worlds (None: the task's own)
-    workers: int = 2
+    workers: int = runtime(2)
 
     def __post_init__(self) -> None:
         if self.episodes is not None and self.episodes < 1:

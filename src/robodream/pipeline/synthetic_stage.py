@@ -18,6 +18,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from robodream.config_fields import runtime
 from robodream.errors import RobodreamError
 from robodream.pipeline.config import save_config, to_dict
 from robodream.pipeline.generate import GenerateConfig, GenerateFilterConfig
@@ -50,7 +51,7 @@ class ProbeStageConfig:
 class GenerateStageConfig:
     """generate: the keys of `robodream generate` (GenerateConfig) that the pipeline does not fill in itself."""
 
-    enabled: bool = True
+    enabled: bool = runtime(True)
     out: str = "data/synthetic.zarr"  # relative to the pipeline's out
     source: str = "demo-actions"  # or "policy": the real-only policy acts in imagination
     rollouts: int = 8
@@ -60,10 +61,10 @@ class GenerateStageConfig:
     batch_size: int = 8
     stop_at_success: bool = True
     filter: GenerateFilterConfig = field(default_factory=lambda: GenerateFilterConfig(success_only=True))
-    accelerator: str = "auto"
-    devices: str = "1"  # more than one: generate runs as its own process, which Lightning's launcher re-runs
+    accelerator: str = runtime("auto")
+    devices: str = runtime("1")  # more than one: generate runs as its own process, which Lightning's launcher re-runs
     strategy: str = "auto"
-    progress: bool = True
+    progress: bool = runtime(True)
 
 
 @dataclass
@@ -84,13 +85,13 @@ class AugmentedPolicyStageConfig:
 class ImaginationEvalStageConfig:
     """eval env=world_model of each trained policy, on the `policy.eval` seeds (so sim and imagination pair up)."""
 
-    enabled: bool = True
+    enabled: bool = runtime(True)
     episodes: int | None = None  # None: policy.eval.episodes
     max_steps: int | None = None  # stop imagined episodes early (None: the task's limit)
     success_threshold: float = 0.5
     success_radius: float | None = None  # also a success: the probe's cube this close (m) to the goal
     num_sampling_steps: int | None = None  # None: the world model's own
-    workers: int = 2
+    workers: int = runtime(2)
     videos: int = 1
 
 

@@ -23,6 +23,7 @@ import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from robodream.config_fields import runtime
 from robodream.errors import RobodreamError
 from robodream.pipeline.collect import CollectConfig, PlayDataConfig
 from robodream.pipeline.config import save_config, to_dict
@@ -44,7 +45,7 @@ class RealDataConfig:
 
     env: EnvConfig = field(default_factory=EnvConfig)
     expert: ExpertConfig = field(default_factory=ExpertConfig)
-    workers: int = 2  # collection worker processes (0 = this process)
+    workers: int = runtime(2)  # collection worker processes (0 = this process)
 
 
 @dataclass
@@ -80,8 +81,8 @@ class SyntheticConfig:
     batch_size: int = 32
     stop_at_success: bool = True
     filter: GenerateFilterConfig = field(default_factory=_success_only)
-    accelerator: str = "auto"
-    devices: str = "1"
+    accelerator: str = runtime("auto")
+    devices: str = runtime("1")
     weight: float = 0.5  # share of the real+synthetic training samples drawn from the synthetic store
 
     def __post_init__(self) -> None:
@@ -103,7 +104,7 @@ class ExperimentEvalConfig:
 
     episodes: int = 50
     seed: int = 1000  # episode i uses seed + i; clear of the demo and play seeds
-    workers: int = 2
+    workers: int = runtime(2)
     max_steps: int | None = None  # None: the task's own episode limit
     videos: int = 0
 
@@ -116,7 +117,7 @@ class AugmentConfig:
     #: true: one world model and probe per N, trained with the first seed and shared by all seeds (cheaper; the
     #: spread then covers policy training and generation only)
     shared_world_model: bool = False
-    progress: bool = True
+    progress: bool = runtime(True)
     real: RealDataConfig = field(default_factory=RealDataConfig)
     play: PlayDataConfig = field(default_factory=PlayDataConfig)
     world_model: WorldModelSection = field(default_factory=WorldModelSection)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from robodream.config_fields import runtime
 from robodream.errors import RobodreamError
 from robodream.pipeline.config import save_config, to_dict
 from robodream.pipeline.experiments.tables import pyplot, write_csv
@@ -38,7 +39,7 @@ COLUMNS = ("agent", "kind", "step", "sim_success", "imagined_success", "sim_eval
 
 @dataclass
 class RankConfig:
-    out: str = "runs/experiments/rank"
+    out: str = runtime("runs/experiments/rank")
     policy_run: str | None = None  # a train-policy run: every checkpoints/step_<N> is an agent
     checkpoints: list[str] = field(default_factory=list)  # extra checkpoints (or runs: their latest), e.g. BC
     expert_noise: list[float] = field(default_factory=lambda: [0.0, 0.01, 0.02, 0.03])  # scripted expert, noise (m)
@@ -46,10 +47,10 @@ class RankConfig:
     imagination: ImaginationConfig = field(default_factory=ImaginationConfig)
     episodes: int = 50
     seed: int = 1000  # episode i uses seed + i, in both worlds; keep clear of the training seeds
-    workers: int = 2
+    workers: int = runtime(2)
     max_steps: int | None = None  # None: the task's own episode limit
     videos: int = 0  # per agent and world
-    progress: bool = True
+    progress: bool = runtime(True)
 
     def __post_init__(self) -> None:
         missing = [name for name in ("wm", "probe") if getattr(self.imagination, name) is None]
