@@ -15,10 +15,9 @@ from pathlib import Path
 
 from robodream.config_fields import runtime
 from robodream.errors import RobodreamError
-from robodream.pipeline.config import to_dict
 from robodream.pipeline.imagination import ImaginationConfig
 from robodream.pipeline.policy_stage import PolicyStageConfig, final_checkpoint, kept_checkpoints, stage_dir
-from robodream.pipeline.stages import Previous, Stage, StageResult
+from robodream.pipeline.stages import Previous, Stage, StageResult, hashed
 from robodream.robots.sim.env import EnvConfig
 from robodream.stats import format_correlation
 
@@ -60,9 +59,8 @@ def rank_stage(cfg: RankStageConfig, policy: PolicyStageConfig, policy_runs: lis
         return StageResult(f"Spearman {format_correlation(stats['spearman'], 2)} over {stats['agents']} agents",
                            [("rank", str(files["json"])), ("rank", str(files["plot"]))])
 
-    config = {**{k: v for k, v in to_dict(cfg).items() if k not in ("enabled", "workers", "out")},
-              "episodes": episodes, "seed": policy.eval.seed, "task": policy.task, "env": to_dict(env),
-              **{k: v for k, v in to_dict(imagination).items() if k not in ("wm", "probe", "threads")}}
+    config = {**hashed(cfg), "episodes": episodes, "seed": policy.eval.seed, "task": policy.task, "env": env,
+              **hashed(imagination)}
     inputs = {f"policy {i}": str(c) for i, c in enumerate(checkpoints)}
     inputs |= {"world_model": imagination.wm, "probe": imagination.probe}
     return Stage(f"rank: {len(checkpoints)} checkpoints + expert at {len(cfg.expert_noise)} noise levels, sim vs "
