@@ -114,9 +114,11 @@ def _eval_stage(cfg: RankConfig, agent: Agent, world: str, root: Path) -> Stage:
     out = root / agent.slug / world
     imagine = world == "imagined"
     evaluation = EvalConfig(policy=agent.policy, task=cfg.env.task, env=cfg.env, expert=ExpertConfig(noise=agent.noise),
-                            imagine=imagine, imagination=cfg.imagination, episodes=cfg.episodes, seed=cfg.seed,
+                            imagine=imagine, episodes=cfg.episodes, seed=cfg.seed,
                             workers=cfg.workers, max_steps=cfg.max_steps, videos=cfg.videos, out=str(out),
-                            progress=cfg.progress)
+                            progress=cfg.progress,
+                            # in PyBullet the world model's settings do not matter, so they stay out of the hash
+                            imagination=cfg.imagination if imagine else ImaginationConfig())
     inputs = {} if agent.kind == "expert" else {"policy": agent.policy}
     if imagine:
         inputs |= {"world_model": _model_dir(cfg.imagination.wm), "probe": _model_dir(cfg.imagination.probe)}
