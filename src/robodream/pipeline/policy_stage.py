@@ -94,7 +94,9 @@ def train_policy_stage(cfg: TrainPolicyConfig, slug: str, name: str, inputs: dic
         resume = previous.resumes(out / "checkpoints" / "last.ckpt")
         data = sources() if sources is not None else cfg.data
         summary = train_policy(replace(cfg, data=data, resume=resume, overwrite=not resume))
-        return StageResult(f"{summary.steps} steps, loss {summary.final_loss:.4f}, {summary.steps_per_s:.1f} steps/s"
+        # a resumed run with no steps left to train has no loss to show
+        loss = f"{summary.final_loss:.4f}" if summary.final_loss is not None else "-"
+        return StageResult(f"{summary.steps} steps, loss {loss}, {summary.steps_per_s:.1f} steps/s"
                            + (" (resumed)" if resume else ""), [("policy", str(final))])
 
     return Stage(name, slug, out, hashed(cfg) | (extra or {}), train, inputs=inputs)
