@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
+from robodream.config_fields import runtime
 from robodream.errors import RobodreamError
 
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true")
@@ -35,9 +36,9 @@ class DeviceConfig:
 
     #: "32-true" (CPU default) or "bf16-mixed" (GPUs, recent CPUs)
     precision: str = "32-true"
-    accelerator: str = "auto"
+    accelerator: str = runtime("auto")
     #: "auto", a count ("4") or device ids ("0,1")
-    devices: str = "auto"
+    devices: str = runtime("auto")
     #: "auto", or e.g. "ddp" for several GPUs or processes (gloo on CPU)
     strategy: str = "auto"
     num_nodes: int = 1
@@ -99,12 +100,12 @@ class TrainerConfig(DeviceConfig):
     val_every_steps: int = 500
     checkpoint_every_steps: int = 500
     log_every_steps: int = 25
-    num_workers: int = 0
+    num_workers: int = runtime(0)
     seed: int = 0
     #: torch CPU threads (None: torch's default, all cores). On a 2-core machine that other work shares, 2
     #: threads ran the default policy 2.2x slower than 1 (OpenMP threads waiting for a busy core; docs/benchmarks.md)
-    threads: int | None = None
-    progress_bar: bool = True
+    threads: int | None = runtime(None)
+    progress_bar: bool = runtime(True)
 
     #: keys of the policy trainer before policies moved onto this one: old key -> current key
     LEGACY_KEYS: ClassVar[dict[str, str]] = {"lr": "learning_rate", "checkpoint_every": "checkpoint_every_steps",

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from robodream.config_fields import runtime
 from robodream.datasets.writer import EpisodeWriter
 from robodream.errors import RobodreamError
 from robodream.pipeline.stages import Previous, Stage, StageResult, fingerprint, run_stages
 from tests.conftest import make_episode
+
+
+@dataclass
+class _Sized:
+    size: int
+    workers: int = runtime(0)  # declared runtime-only: never part of the hash
 
 
 def _chain(tmp_path: Path, configs: dict[str, dict], calls: list[str]) -> list[Stage]:
@@ -28,7 +36,7 @@ def _chain(tmp_path: Path, configs: dict[str, dict], calls: list[str]) -> list[S
             return StageResult(name, [("files", str(out / "out.txt"))])
 
         inputs = {"upstream": str(tmp_path / upstream / "out.txt")} if upstream else {}
-        return Stage(name, name, out, configs[name], run, inputs=inputs, ignore=("workers",))
+        return Stage(name, name, out, _Sized(**configs[name]), run, inputs=inputs)
 
     return [stage("a", None), stage("b", "a"), stage("c", "b")]
 

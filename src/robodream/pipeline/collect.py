@@ -20,6 +20,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from robodream.config_fields import runtime
 from robodream.datasets import layout
 from robodream.datasets.outputs import check_output
 from robodream.datasets.writer import EpisodeWriter, create_store
@@ -39,19 +40,19 @@ class CollectConfig:
 
     task: str | None = None  # shorthand for env.task
     episodes: int = 20  # episodes to keep in the store
-    workers: int = 2  # PyBullet worker processes (0 = run in this process); with executor=ray, Ray actors
+    workers: int = runtime(2)  # PyBullet worker processes (0 = run in this process); with executor=ray, Ray actors
     #: "local": worker processes on this machine; "ray": actors on a Ray cluster (pip install 'robodream[ray]'),
     #: configured by `ray.*`. Either way this process is the only writer of the store.
-    executor: str = "local"
-    out: str | None = None  # store path or fsspec URL; default data/<task>.zarr
+    executor: str = runtime("local")
+    out: str | None = runtime(None)  # store path or fsspec URL; default data/<task>.zarr
     seed: int = 0  # episode i is recorded with seed `seed + i`
     keep_failures: bool = False  # also store episodes the expert failed (episode_success = false)
     max_attempts: int | None = None  # seeds to try at most; default 2 * episodes + 10
-    resume: bool = False  # add to an existing store made with the same config, skipping its seeds
-    overwrite: bool = False  # replace an existing store
+    resume: bool = runtime(False)  # add to an existing store made with the same config, skipping its seeds
+    overwrite: bool = runtime(False)  # replace an existing store
     env: EnvConfig = field(default_factory=EnvConfig)
     expert: ExpertConfig = field(default_factory=ExpertConfig)
-    ray: RayConfig = field(default_factory=RayConfig)
+    ray: RayConfig = runtime(default_factory=RayConfig)
 
     def __post_init__(self) -> None:
         if self.task is not None and self.task != self.env.task:

@@ -27,6 +27,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from robodream.config_fields import runtime
 from robodream.datasets.outputs import check_folder
 from robodream.errors import RobodreamError
 from robodream.features import IMAGE_PREFIX
@@ -47,23 +48,23 @@ STEP_DIR = re.compile(r"^step_(\d+)$")
 class EvalConfig:
     """What to evaluate, on which task and seeds, and where the results go."""
 
-    policy: str | None = None  # a checkpoint dir, a training run (its latest checkpoint), or "expert"
-    checkpoints: str | None = None  # a training run: evaluate every checkpoints/step_<N> (a sweep)
+    policy: str | None = runtime(None)  # a checkpoint dir, a training run (its latest checkpoint), or "expert"
+    checkpoints: str | None = runtime(None)  # a training run: evaluate every checkpoints/step_<N> (a sweep)
     task: str | None = None  # shorthand for env.task; default: the task the checkpoint was trained on
     episodes: int = 50
     seed: int = 1000  # episode i uses seed + i; keep clear of the training seeds (collect uses 0..N-1)
-    workers: int = 2  # PyBullet worker processes (0 = this process)
+    workers: int = runtime(2)  # PyBullet worker processes (0 = this process)
     videos: int = 4  # eval_episode_<n>.mp4 for the first N episodes (per checkpoint in a sweep)
     #: also eval_success.gif and eval_failure.gif: the first successful and the first failed episode, so that a
     #: report can show what the policy does right and wrong whatever the first N episodes were
     examples: bool = True
     video_scale: int = 4  # nearest-neighbour upscaling of the 64x64 camera for viewing
-    out: str | None = None  # default: <run>/eval/<checkpoint>_<task>_seed<seed>, or runs/eval/...
+    out: str | None = runtime(None)  # default: <run>/eval/<checkpoint>_<task>_seed<seed>, or runs/eval/...
     num_inference_steps: int | None = None  # override the diffusion policy's DDIM steps
     n_action_steps: int | None = None  # override how many actions are executed before re-planning
     max_steps: int | None = None  # stop an episode after N steps (default: the env's own limit)
-    device: str = "cpu"
-    progress: bool = True
+    device: str = runtime("cpu")
+    progress: bool = runtime(True)
     env: EnvConfig = field(default_factory=EnvConfig)
     expert: ExpertConfig = field(default_factory=ExpertConfig)
     #: evaluate in the world model's imagination instead of PyBullet (`env=world_model` on the command line)

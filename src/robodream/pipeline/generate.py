@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from robodream.config_fields import runtime
 from robodream.errors import RobodreamError
 
 SOURCES = ("demo-actions", "policy")
@@ -33,11 +34,11 @@ class GenerateFilterConfig:
 
 @dataclass
 class GenerateConfig:
-    wm: str = "runs/wm"
-    probe: str = "runs/probe"
-    data: str = "data/push_cube.zarr"  # real store: start contexts, demo actions, action statistics
+    wm: str = runtime("runs/wm")
+    probe: str = runtime("runs/probe")
+    data: str = runtime("data/push_cube.zarr")  # real store: start contexts, demo actions, action statistics
     episodes: str = "all"  # real episodes that may start a rollout (e.g. 0-49)
-    policy: str | None = None
+    policy: str | None = runtime(None)
     source: str = "demo-actions"
     rollouts: int = 100
     horizon: int = 40
@@ -46,12 +47,12 @@ class GenerateConfig:
     batch_size: int = 32
     stop_at_success: bool = True
     filter: GenerateFilterConfig = field(default_factory=GenerateFilterConfig)
-    out: str = "data/synth.zarr"
-    overwrite: bool = False
-    accelerator: str = "auto"
-    devices: str = "1"
+    out: str = runtime("data/synth.zarr")
+    overwrite: bool = runtime(False)
+    accelerator: str = runtime("auto")
+    devices: str = runtime("1")
     strategy: str = "auto"
-    progress: bool = True
+    progress: bool = runtime(True)
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:

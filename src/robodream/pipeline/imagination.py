@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from robodream.config_fields import runtime
 from robodream.errors import RobodreamError
 from robodream.features import ENV_STATE
 from robodream.robots.sim.env import EnvConfig
@@ -38,14 +39,14 @@ _GOAL = slice(7, 10)
 class ImaginationConfig:
     """Where the world model and the probe come from, and how success is read."""
 
-    wm: str | None = None  # world-model run directory (train-wm out=) or its model/ export
-    probe: str | None = None  # probe directory (train-probe out=)
+    wm: str | None = runtime(None)  # world-model run directory (train-wm out=) or its model/ export
+    probe: str | None = runtime(None)  # probe directory (train-probe out=)
     success_threshold: float = 0.5  # success when the probe's success probability exceeds this
     #: also a success when the probe's cube estimate lies within this distance (m, in xy) of the goal, e.g. the
     #: task's target radius (push_cube: 0.035). None: the success probability alone decides.
     success_radius: float | None = None
     num_sampling_steps: int | None = None  # override the world model's denoising steps
-    threads: int = 1  # torch threads per evaluation worker (one worker per core)
+    threads: int = runtime(1)  # torch threads per evaluation worker (one worker per core)
 
     def __post_init__(self) -> None:
         if not 0 < self.success_threshold < 1:

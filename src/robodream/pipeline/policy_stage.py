@@ -1,4 +1,5 @@
-"""The policy stages of `robodream run`: train a policy on a collected store, then evaluate it.
+"""The policy stages of `robodream run`: train a policy on a collected store, then evaluate it; and the
+train-policy / eval stage builders that `robodream run`, `experiment augment` and `experiment rank` share.
 
 Configured by the `policy:` section of a pipeline config (configs/pipeline/quickstart.yaml trains the default
 image policy on the push_cube store and evaluates it on held-out seeds; `extra_tasks` trains and evaluates the
@@ -9,13 +10,16 @@ policy (or recording another store) re-runs the evaluation.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
+from robodream.config_fields import runtime
 from robodream.errors import RobodreamError
-from robodream.pipeline.config import to_dict
-from robodream.pipeline.stages import Previous, Stage, StageResult
-from robodream.pipeline.train_policy import policy_trainer
+from robodream.pipeline.evaluate import EvalConfig
+from robodream.pipeline.stages import Previous, Stage, StageResult, hashed
+from robodream.pipeline.train_policy import TrainPolicyConfig, policy_trainer
 from robodream.policies.configuration import PolicyConfig
 from robodream.robots.sim.env import EnvConfig
 from robodream.trainer import TrainerConfig
@@ -25,7 +29,7 @@ from robodream.trainer import TrainerConfig
 class PolicyEvalStageConfig:
     episodes: int = 4
     seed: int = 1000  # held out: collection uses seeds 0..N-1
-    workers: int = 2
+    workers: int = runtime(2)
     videos: int = 2
 
 
@@ -75,6 +79,47 @@ def policy_stages(cfg: PolicyStageConfig, stores: dict[str, tuple[str, EnvConfig
     return stages
 
 
+def train_policy_stage(cfg: TrainPolicyConfig, slug: str, name: str, inputs: dict[str, str],
+                       extra: dict | None = None, sources: Callable[[], Any] | None = None) -> Stage:
+    """train-policy as a stage. `cfg` is the command's config; its data is a location, hashed through `inputs`
+    (the stores it names) and `extra` (e.g. the mix weights, the task). `sources`, when given, decides the
+    training data at run time (experiment augment: the synthetic store only when generation kept something).
+    An interrupted attempt resumes from its last checkpoint."""
+    out = Path(cfg.out)
+    final = out / "checkpoints" / f"step_{cfg.trainer.max_steps}"
+
+    def train(previous: Previous) -> StageResult:
+        from robodream.pipeline.train_policy import train_policy
+
+        resume = previous.resumes(out / "checkpoints" / "last.ckpt")
+        data = sources() if sources is not None else cfg.data
+        summary = train_policy(replace(cfg, data=data, resume=resume, overwrite=not resume))
+        # a resumed run with no steps left to train has no loss to show
+        loss = f"{summary.final_loss:.4f}" if summary.final_loss is not None else "-"
+        return StageResult(f"{summary.steps} steps, loss {loss}, {summary.steps_per_s:.1f} steps/s"
+                           + (" (resumed)" if resume else ""), [("policy", str(final))])
+
+    return Stage(name, slug, out, hashed(cfg) | (extra or {}), train, inputs=inputs)
+
+
+def eval_stage(cfg: EvalConfig, slug: str, name: str, inputs: dict[str, str], extra: dict | None = None,
+               note: str = "") -> Stage:
+    """eval as a stage, in PyBullet or in imagination: `cfg` is the command's config (its policy and world
+    models are locations, hashed through `inputs`; its out is the stage's folder). Episodes are seeded, so the
+    worker count never changes the results."""
+    out = Path(cfg.out)
+
+    def evaluate(previous: Previous) -> StageResult:
+        from robodream.pipeline.evaluate import run_evaluation
+
+        [result] = run_evaluation(cfg)
+        print(f"      eval_info {out / 'eval_info.json'}")
+        videos = [("videos", str(p)) for p in sorted(out.glob("eval_episode_*.mp4"))]
+        return StageResult(f"success {result.success_text}{note}", [("eval", str(out / "eval_info.json")), *videos])
+
+    return Stage(name, slug, out, hashed(cfg) | (extra or {}), evaluate, inputs=inputs)
+
+
 def train_and_eval_stages(cfg: PolicyStageConfig, data: str, inputs: dict[str, str], env: EnvConfig, out: Path,
                           variant: str = "", mix: dict | None = None, on: str | None = None) -> list[Stage]:
     """train-policy on `data` (a store, or a weighted mix `a.zarr:0.5,b.zarr:0.5`) into `out`, then eval in sim.
@@ -85,41 +130,17 @@ def train_and_eval_stages(cfg: PolicyStageConfig, data: str, inputs: dict[str, s
     """
     final = final_checkpoint(cfg, out)
     suffix, label = (f"-{variant}", f" {variant}") if variant else ("", "")
-    # Progress bars and thread counts do not change the weights, so they stay out of the hash.
-    trainer = {k: v for k, v in to_dict(cfg.trainer).items() if k not in ("progress_bar", "threads")}
-    train_config = {"task": cfg.task, "policy": to_dict(cfg.policy), "trainer": trainer,
-                    **({"mix": mix} if mix is not None else {})}
-    one_device = cfg.trainer.on_one_device("train-policy")
-
-    def train(previous: Previous) -> StageResult:
-        from robodream.pipeline.train_policy import TrainPolicyConfig, train_policy
-
-        resume = previous.resumes(out / "checkpoints" / "last.ckpt")
-        summary = train_policy(TrainPolicyConfig(data=data, out=str(out), policy=cfg.policy, trainer=one_device,
-                                                 resume=resume, overwrite=not resume))
-        return StageResult(f"{summary.steps} steps, loss {summary.final_loss:.4f}, {summary.steps_per_s:.1f} steps/s",
-                           [("policy", str(final))])
-
+    train_cfg = TrainPolicyConfig(data=data, out=str(out), policy=cfg.policy,
+                                  trainer=cfg.trainer.on_one_device("train-policy"))
     e = cfg.eval
     eval_out = out / "eval" / f"{final.name}_{cfg.task}_seed{e.seed}"
-
-    def evaluate(previous: Previous) -> StageResult:
-        from robodream.pipeline.evaluate import EvalConfig, run_evaluation
-
-        eval_cfg = EvalConfig(policy=str(final), task=cfg.task, episodes=e.episodes, seed=e.seed, workers=e.workers,
-                              videos=e.videos, out=str(eval_out), env=env)
-        [result] = run_evaluation(eval_cfg)
-        print(f"      eval_info {eval_out / 'eval_info.json'}")
-        videos = [("videos", str(p)) for p in sorted(eval_out.glob("eval_episode_*.mp4"))]
-        return StageResult(f"success {result.success_text}", [("eval", str(eval_out / "eval_info.json")), *videos])
-
-    # Episodes are seeded, so the worker count does not change the results.
-    eval_config = {"task": cfg.task, "episodes": e.episodes, "seed": e.seed, "videos": e.videos, "env": to_dict(env)}
+    eval_cfg = EvalConfig(policy=str(final), task=cfg.task, episodes=e.episodes, seed=e.seed, workers=e.workers,
+                          videos=e.videos, out=str(eval_out), env=env)
     on = on or cfg.task
     return [
-        Stage(f"train-policy{label} {cfg.policy.type} on {on}: {cfg.trainer.max_steps} steps -> {out}",
-              f"train-policy{suffix}", out, train_config, train, inputs=inputs),
-        Stage(f"eval{label} {final.name} on {cfg.task}: {e.episodes} episodes from seed {e.seed}, {e.workers} "
-              f"workers -> {eval_out}", f"eval-policy{suffix}", eval_out, eval_config, evaluate,
-              inputs={"policy": str(final)}),
+        train_policy_stage(train_cfg, f"train-policy{suffix}",
+                           f"train-policy{label} {cfg.policy.type} on {on}: {cfg.trainer.max_steps} steps -> {out}",
+                           inputs, extra={"task": cfg.task, **({"mix": mix} if mix is not None else {})}),
+        eval_stage(eval_cfg, f"eval-policy{suffix}", f"eval{label} {final.name} on {cfg.task}: {e.episodes} episodes "
+                   f"from seed {e.seed}, {e.workers} workers -> {eval_out}", inputs={"policy": str(final)}),
     ]

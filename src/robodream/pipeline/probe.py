@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from robodream.config_fields import runtime
 from robodream.trainer import TrainerConfig
 from robodream.world_models.probe import ProbeConfig
 
@@ -23,12 +24,12 @@ def _probe_trainer() -> TrainerConfig:
 
 @dataclass
 class TrainProbeConfig:
-    data: str = "data/push_cube.zarr"
-    out: str = "runs/probe"
+    data: str = runtime("data/push_cube.zarr")
+    out: str = runtime("runs/probe")
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     trainer: TrainerConfig = field(default_factory=_probe_trainer)
     val_fraction: float = 0.1
-    overwrite: bool = False
+    overwrite: bool = runtime(False)
 
 
 def train_probe_command(cfg: TrainProbeConfig) -> tuple[Path, dict]:

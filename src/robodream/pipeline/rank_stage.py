@@ -13,11 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from robodream.config_fields import runtime
 from robodream.errors import RobodreamError
-from robodream.pipeline.config import to_dict
 from robodream.pipeline.imagination import ImaginationConfig
 from robodream.pipeline.policy_stage import PolicyStageConfig, final_checkpoint, kept_checkpoints, stage_dir
-from robodream.pipeline.stages import Previous, Stage, StageResult
+from robodream.pipeline.stages import Previous, Stage, StageResult, hashed
 from robodream.robots.sim.env import EnvConfig
 from robodream.stats import format_correlation
 
@@ -26,12 +26,12 @@ from robodream.stats import format_correlation
 class RankStageConfig:
     """Sim vs imagined success of several agents, and their rank correlation."""
 
-    enabled: bool = False
-    out: str = "rank"  # relative to the pipeline's out
+    enabled: bool = runtime(False)
+    out: str = runtime("rank")  # relative to the pipeline's out
     expert_noise: list[float] = field(default_factory=lambda: [0.0, 0.01, 0.02, 0.03, 0.05])
     episodes: int | None = None  # None: policy.eval.episodes (the seeds are policy.eval's too)
     max_steps: int | None = None  # the same episode limit in both worlds (None: the task's own)
-    workers: int = 2
+    workers: int = runtime(2)
 
     def __post_init__(self) -> None:
         if self.episodes is not None and self.episodes < 1:
@@ -59,9 +59,8 @@ def rank_stage(cfg: RankStageConfig, policy: PolicyStageConfig, policy_runs: lis
         return StageResult(f"Spearman {format_correlation(stats['spearman'], 2)} over {stats['agents']} agents",
                            [("rank", str(files["json"])), ("rank", str(files["plot"]))])
 
-    config = {**{k: v for k, v in to_dict(cfg).items() if k not in ("enabled", "workers", "out")},
-              "episodes": episodes, "seed": policy.eval.seed, "task": policy.task, "env": to_dict(env),
-              **{k: v for k, v in to_dict(imagination).items() if k not in ("wm", "probe", "threads")}}
+    config = {**hashed(cfg), "episodes": episodes, "seed": policy.eval.seed, "task": policy.task, "env": env,
+              **hashed(imagination)}
     inputs = {f"policy {i}": str(c) for i, c in enumerate(checkpoints)}
     inputs |= {"world_model": imagination.wm, "probe": imagination.probe}
     return Stage(f"rank: {len(checkpoints)} checkpoints + expert at {len(cfg.expert_noise)} noise levels, sim vs "

@@ -16,12 +16,13 @@ from __future__ import annotations
 import json
 import shlex
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from robodream.errors import RobodreamError
-from robodream.pipeline.collect import CollectConfig, PlayDataConfig, collect
-from robodream.pipeline.config import save_config, to_dict
+from robodream.pipeline.collect import CollectConfig, PlayDataConfig
+from robodream.pipeline.collect_stage import collect_stage, store_path
+from robodream.pipeline.config import save_config
 from robodream.pipeline.merge import merge_stage
 from robodream.pipeline.policy_stage import PolicyStageConfig, policy_stages, stage_dir
 from robodream.pipeline.rank_stage import RankStageConfig
@@ -76,42 +77,6 @@ class PipelineConfig:
             raise RobodreamError("the pipeline's collect list is empty: name at least one task to record")
 
 
-# Keys of a collect config that change how fast a store is recorded, never what it holds.
-_COLLECT_RUNTIME_KEYS = ("workers", "executor", "ray", "resume", "overwrite")
-
-
-def _collect_stage(cfg: CollectConfig, run_dir: Path, name: str | None = None) -> Stage:
-    store = _store_path(cfg, run_dir)
-    hashed = cfg  # with `out` as written in the pipeline config, so the hash does not depend on the run's location
-    cfg = replace(cfg, out=store, resume=False, overwrite=False)
-
-    def run(previous: Previous) -> StageResult:
-        from robodream.datasets import layout
-
-        old = (previous.stamp or {}).get("config")
-        current = {k: v for k, v in to_dict(hashed).items() if k not in _COLLECT_RUNTIME_KEYS}
-        # Appending is only right when nothing but the episode count grew (or an attempt at this very config
-        # was interrupted); a store recorded with other settings is re-recorded. A store without a stamp (made
-        # before stages were hashed) is resumed: collect itself refuses it if its env/expert config differs.
-        grown = old is not None and old.get("episodes", 0) <= cfg.episodes and \
-            {k: v for k, v in old.items() if k != "episodes"} == {k: v for k, v in current.items() if k != "episodes"}
-        resume = layout.store_exists(store) and (previous.interrupted or grown or previous.stamp is None)
-        summary = collect(replace(cfg, resume=resume, overwrite=not resume))
-        if summary.stopped and summary.episodes_in_store < cfg.episodes:
-            raise RobodreamError(f"collect {cfg.task} stopped early: {summary.stopped}")
-        note = f"{summary.new_episodes} new episodes, expert success {summary.success_rate:.0%}"
-        return StageResult(note, [("stores", store)])
-
-    name = name or cfg.task
-    return Stage(f"collect {name}: {cfg.episodes} episodes, {cfg.workers} workers -> {store}",
-                 f"collect-{name}", run_dir / "data", hashed, run, ignore=_COLLECT_RUNTIME_KEYS)
-
-
-def _store_path(cfg: CollectConfig, run_dir: Path) -> str:
-    # Relative store paths live under the run directory, so runs never share stores by accident.
-    return cfg.out if "://" in cfg.out else str(run_dir / cfg.out)
-
-
 def _viz_stage(cfg: VizStageConfig, stores: list[str], run_dir: Path) -> Stage:
     def run(previous: Previous) -> StageResult:
         from robodream.datasets.reader import EpisodeStore
@@ -119,10 +84,10 @@ def _viz_stage(cfg: VizStageConfig, stores: list[str], run_dir: Path) -> Stage:
         from robodream.pipeline.viz import visualize
 
         outputs = []
-        for store_path in stores:
-            store = EpisodeStore.open(store_path, cache="disk")
+        for location in stores:
+            store = EpisodeStore.open(location, cache="disk")
             selection = f"0-{min(store.num_episodes, cfg.episodes) - 1}"
-            viz = visualize(store_path, episodes=selection, out_dir=str(run_dir / "viz"), scale=cfg.scale)
+            viz = visualize(location, episodes=selection, out_dir=str(run_dir / "viz"), scale=cfg.scale)
             outputs += [("videos", str(viz.mp4)), ("videos", str(viz.gif))]
             print("\n".join("      " + line for line in describe_store(store)[:6]))
         return StageResult(f"{len(stores)} stores", outputs)
@@ -152,16 +117,16 @@ def _play_stages(cfg: PipelineConfig, demo_store: str, run_dir: Path) -> tuple[l
     demos = next(c for c in cfg.collect if c.task == task)
     play = cfg.play.collect_config(demos, f"data/{task}_play.zarr")
     merged = str(run_dir / "data" / f"{task}+play.zarr")
-    return [_collect_stage(play, run_dir, name=f"{task}-play"),
-            merge_stage([demo_store, _store_path(play, run_dir)], merged, f"merge-{task}+play",
+    return [collect_stage(play, run_dir, name=f"{task}-play"),
+            merge_stage([demo_store, store_path(play, run_dir)], merged, f"merge-{task}+play",
                         run_dir / "data")], merged
 
 
 def plan(cfg: PipelineConfig, command: str) -> list[Stage]:
     """The pipeline's stages in order (nothing runs yet)."""
     run_dir = Path(cfg.out)
-    stages = [_collect_stage(c, run_dir) for c in cfg.collect]
-    store_paths = [_store_path(c, run_dir) for c in cfg.collect]
+    stages = [collect_stage(c, run_dir) for c in cfg.collect]
+    store_paths = [store_path(c, run_dir) for c in cfg.collect]
     stages.append(_viz_stage(cfg.viz, store_paths, run_dir))
     stores = {c.task: path for c, path in zip(cfg.collect, store_paths, strict=True)}
     world_model = None

@@ -1,12 +1,16 @@
 """Resumable stages for `robodream run`: content hashes of each stage's inputs decide what re-runs.
 
-A stage's *input hash* covers its resolved config (minus keys that do not change results, like worker
-counts) and a fingerprint of every upstream output it reads. Its output directory holds
-`<slug>.stage.yaml` (the resolved config) and `<slug>.stage.json` (the hash, the input and output
+A stage's *input hash* covers its resolved config and a fingerprint of every upstream output it reads. Its
+output directory holds `<slug>.stage.yaml` (the resolved config) and `<slug>.stage.json` (the hash, the input and output
 fingerprints, timing, status). Re-running a pipeline skips a stage when the recorded hash equals the current
 one, it finished, and its outputs still have the recorded fingerprints; a changed config or a changed upstream
 output re-runs it, and its new outputs change the fingerprints its downstream stages see. Nothing upstream of
 a change is touched.
+
+The resolved config leaves out every runtime-only key: config dataclass fields declared with
+`robodream.config_fields.runtime` (worker counts, threads, progress bars, devices, resume/overwrite, and the
+locations a stage fingerprints as inputs or owns as outputs), at any depth. A stage's config is a config
+dataclass, or a dict whose values may be config dataclasses; builders never list excluded keys themselves.
 
 Fingerprints are about content, never mtimes (a touched or re-copied file that did not change is unchanged):
 - an episode store: the committed episode_ends, episode metadata, group attributes (without the cached
@@ -22,10 +26,11 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from robodream.config_fields import is_runtime
 from robodream.errors import RobodreamError
 from robodream.pipeline.config import to_dict
 
@@ -64,10 +69,9 @@ class Stage:
     name: str  # shown in the progress lines, e.g. "collect push_cube"
     slug: str  # file-name-safe id, unique in the pipeline: "collect-push_cube"
     out: Path  # the stage's output directory; its stamp lives here
-    config: Any  # a dataclass or a plain dict
+    config: Any  # a config dataclass, or a dict whose values may be config dataclasses (see hashed)
     run: Callable[[Previous], StageResult]
     inputs: dict[str, str] = field(default_factory=dict)  # label -> path/URL of an upstream output
-    ignore: Sequence[str] = ()  # top-level config keys that do not change the outputs (workers, progress)
 
     @property
     def stamp_path(self) -> Path:
@@ -124,10 +128,33 @@ def fingerprint(location: str | Path) -> str | None:
     return digest.hexdigest()
 
 
+def _strip_runtime(value: Any, plain: Any) -> Any:
+    """`plain` (the to_dict form of `value`) without the runtime-only fields of every dataclass inside."""
+    if is_dataclass(value) and isinstance(plain, dict):
+        return {f.name: _strip_runtime(getattr(value, f.name), plain[f.name]) for f in fields(value)
+                if not is_runtime(f) and f.name in plain}
+    if isinstance(value, dict) and isinstance(plain, dict):
+        return {k: _strip_runtime(value[k], v) for k, v in plain.items()}
+    if isinstance(value, list | tuple) and isinstance(plain, list | tuple):
+        return [_strip_runtime(v, p) for v, p in zip(value, plain, strict=True)]
+    return plain
+
+
+def hashed(value: Any) -> Any:
+    """`value` (a config dataclass, or dicts and lists holding some) as plain data without its runtime-only keys:
+    what a stage hash covers."""
+    if is_dataclass(value):
+        return _strip_runtime(value, to_dict(value))
+    if isinstance(value, dict):
+        return {k: hashed(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [hashed(v) for v in value]
+    return value
+
+
 def resolved_config(stage: Stage) -> dict:
     """The stage's config as a plain dict, without the keys that do not change its outputs."""
-    config = to_dict(stage.config) if is_dataclass(stage.config) else dict(stage.config)
-    return {k: v for k, v in config.items() if k not in stage.ignore}
+    return hashed(stage.config)
 
 
 def input_hash(stage: Stage, fingerprints: dict[str, str | None]) -> str:

@@ -13,18 +13,29 @@ unchanged; a changed generate config re-runs generate and what reads the synthet
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from robodream.config_fields import runtime
 from robodream.errors import RobodreamError
-from robodream.pipeline.config import save_config, to_dict
+from robodream.pipeline.config import save_config
+from robodream.pipeline.evaluate import EvalConfig
 from robodream.pipeline.generate import GenerateConfig, GenerateFilterConfig
 from robodream.pipeline.imagination import ImaginationConfig
-from robodream.pipeline.policy_stage import PolicyStageConfig, final_checkpoint, stage_dir, train_and_eval_stages
+from robodream.pipeline.policy_stage import (
+    PolicyStageConfig,
+    eval_stage,
+    final_checkpoint,
+    stage_dir,
+    train_and_eval_stages,
+)
+from robodream.pipeline.probe import TrainProbeConfig
 from robodream.pipeline.rank_stage import RankStageConfig, rank_stage
-from robodream.pipeline.stages import Previous, Stage, StageResult
+from robodream.pipeline.stages import Previous, Stage, StageResult, hashed
+from robodream.pipeline.world_model_stage import train_probe_stage
 from robodream.robots.sim.env import EnvConfig
 from robodream.trainer import TrainerConfig
 from robodream.world_models.probe import ProbeConfig
@@ -50,7 +61,7 @@ class ProbeStageConfig:
 class GenerateStageConfig:
     """generate: the keys of `robodream generate` (GenerateConfig) that the pipeline does not fill in itself."""
 
-    enabled: bool = True
+    enabled: bool = runtime(True)
     out: str = "data/synthetic.zarr"  # relative to the pipeline's out
     source: str = "demo-actions"  # or "policy": the real-only policy acts in imagination
     rollouts: int = 8
@@ -60,10 +71,10 @@ class GenerateStageConfig:
     batch_size: int = 8
     stop_at_success: bool = True
     filter: GenerateFilterConfig = field(default_factory=lambda: GenerateFilterConfig(success_only=True))
-    accelerator: str = "auto"
-    devices: str = "1"  # more than one: generate runs as its own process, which Lightning's launcher re-runs
+    accelerator: str = runtime("auto")
+    devices: str = runtime("1")  # more than one: generate runs as its own process, which Lightning's launcher re-runs
     strategy: str = "auto"
-    progress: bool = True
+    progress: bool = runtime(True)
 
 
 @dataclass
@@ -84,13 +95,13 @@ class AugmentedPolicyStageConfig:
 class ImaginationEvalStageConfig:
     """eval env=world_model of each trained policy, on the `policy.eval` seeds (so sim and imagination pair up)."""
 
-    enabled: bool = True
+    enabled: bool = runtime(True)
     episodes: int | None = None  # None: policy.eval.episodes
     max_steps: int | None = None  # stop imagined episodes early (None: the task's limit)
     success_threshold: float = 0.5
     success_radius: float | None = None  # also a success: the probe's cube this close (m) to the goal
     num_sampling_steps: int | None = None  # None: the world model's own
-    workers: int = 2
+    workers: int = runtime(2)
     videos: int = 1
 
 
@@ -159,22 +170,10 @@ def synthetic_stages(s: SyntheticSections, world_model: tuple[str, Path, str] | 
 
 
 def _probe_stage(cfg: ProbeStageConfig, task: str, store: str, out: Path) -> Stage:
-    trainer = {k: v for k, v in to_dict(cfg.trainer).items() if k != "progress_bar"}
-    config = {"task": task, "probe": to_dict(cfg.probe), "trainer": trainer, "val_fraction": cfg.val_fraction}
-    one_device = cfg.trainer.on_one_device("train-probe")
-
-    def run(previous: Previous) -> StageResult:
-        from robodream.pipeline.probe import TrainProbeConfig, metrics_lines, train_probe_command
-
-        model, metrics = train_probe_command(TrainProbeConfig(data=store, out=str(out), probe=cfg.probe,
-                                                              trainer=one_device, val_fraction=cfg.val_fraction,
-                                                              overwrite=True))
-        print("\n".join("      " + line for line in metrics_lines(metrics)))
-        return StageResult(f"success recall {metrics['success_recall']:.2f}",
-                           [("probe", str(model)), ("metrics", str(out / "metrics.json"))])
-
-    return Stage(f"train-probe on {task}: {cfg.trainer.max_steps} steps -> {out}", "train-probe", out, config, run,
-                 inputs={"store": store})
+    train_cfg = TrainProbeConfig(data=store, out=str(out), probe=cfg.probe,
+                                 trainer=cfg.trainer.on_one_device("train-probe"), val_fraction=cfg.val_fraction)
+    return train_probe_stage(train_cfg, "train-probe", f"train-probe on {task}: {cfg.trainer.max_steps} steps -> {out}",
+                             extra={"task": task})
 
 
 def _generate_stage(cfg: GenerateStageConfig, store: str, wm_dir: Path, probe_dir: Path, policy: Path | None,
@@ -186,22 +185,55 @@ def _generate_stage(cfg: GenerateStageConfig, store: str, wm_dir: Path, probe_di
                                   **{k: getattr(cfg, k) for k in keys})
     inputs = {"store": store, "world_model": str(wm_dir / "model"), "probe": str(probe_dir / "model"),
               **({"policy": str(policy)} if policy else {})}
+    return generate_stage(generate_cfg, "generate", f"generate: {cfg.rollouts} rollouts of {cfg.horizon} steps "
+                          f"({cfg.source}) -> {synth}", inputs, extra={"out": cfg.out})
+
+
+def generate_stage(cfg: GenerateConfig, slug: str, name: str, inputs: dict[str, str], extra: dict | None = None,
+                   summary: Path | None = None) -> Stage:
+    """generate as a stage: `cfg` is the command's config (its world model, probe, policy and real store are
+    locations, hashed through `inputs`; `extra` adds keys such as `out` as the user wrote it). With `summary`
+    (experiment augment), the counts and the store go to that generate.json, and "every rollout was filtered
+    out" is a result (no store) rather than an error. Where the work runs never changes the rollouts."""
 
     def run(previous: Previous) -> StageResult:
-        from robodream.pipeline.generate import generate
-
-        if _devices(cfg.devices) > 1:
-            summary_lines = _generate_in_subprocess(generate_cfg, Path(synth).parent)
-        else:
-            summary = generate(generate_cfg)
-            summary_lines = summary.lines()
+        if summary is not None:
+            record = _generate_recorded(cfg, summary)
+            return StageResult(f"{record['kept']}/{record['generated']} rollouts kept", [("generate", str(summary))])
+        summary_lines = _generate(cfg)
         print("\n".join("      " + line for line in summary_lines))
         counts = next((line.split(None, 1)[1] for line in summary_lines if line.startswith("rollouts")), "")
-        return StageResult(counts, [("stores", synth)])
+        return StageResult(counts, [("stores", cfg.out)])
 
-    # Where the work runs (and whether a bar shows it) does not change the rollouts' seeds or the filters.
-    return Stage(f"generate: {cfg.rollouts} rollouts of {cfg.horizon} steps ({cfg.source}) -> {synth}", "generate",
-                 Path(synth).parent, cfg, run, inputs=inputs, ignore=("accelerator", "devices", "progress"))
+    folder = summary.parent if summary is not None else Path(cfg.out).parent
+    return Stage(name, slug, folder, hashed(cfg) | (extra or {}), run, inputs=inputs)
+
+
+def _generate(cfg: GenerateConfig) -> list[str]:
+    from robodream.pipeline.generate import generate
+
+    if _devices(cfg.devices) > 1:
+        return _generate_in_subprocess(cfg, Path(cfg.out).parent)
+    return generate(cfg).lines()
+
+
+def _generate_recorded(cfg: GenerateConfig, summary: Path) -> dict:
+    from robodream.pipeline.generate import generate, remove_store
+    from robodream.pipeline.stages import fingerprint
+
+    remove_store(cfg.out)  # a store from an earlier attempt must not survive a run that keeps nothing
+    try:
+        result = generate(cfg)
+        record = {"generated": result.generated, "kept": result.kept, "store": cfg.out,
+                  "fingerprint": fingerprint(cfg.out)}
+    except RobodreamError as exc:
+        # generate refuses to write an empty store; for an experiment "nothing passed the filter" is a result
+        if "filtered out" not in str(exc):
+            raise
+        record = {"generated": cfg.rollouts, "kept": 0, "store": None, "fingerprint": None}
+    summary.parent.mkdir(parents=True, exist_ok=True)
+    summary.write_text(json.dumps(record, indent=2))
+    return record
 
 
 def _devices(text: str) -> int:
@@ -234,24 +266,12 @@ def _imagination_stage(cfg: ImaginationEvalStageConfig, policy: PolicyStageConfi
     final = final_checkpoint(policy, out)
     episodes, seed = cfg.episodes or policy.eval.episodes, policy.eval.seed
     eval_out = out / "eval" / f"{final.name}_{policy.task}_imagined_seed{seed}"
-    imagination = _imagination(cfg, wm_dir, probe_dir)
-
-    def run(previous: Previous) -> StageResult:
-        from robodream.pipeline.evaluate import EvalConfig, run_evaluation
-
-        [result] = run_evaluation(EvalConfig(policy=str(final), task=policy.task, episodes=episodes, seed=seed,
-                                             workers=cfg.workers, videos=cfg.videos, out=str(eval_out), env=env,
-                                             max_steps=cfg.max_steps, imagine=True, imagination=imagination))
-        print(f"      eval_info {eval_out / 'eval_info.json'}")
-        videos = [("videos", str(p)) for p in sorted(eval_out.glob("eval_episode_*.mp4"))]
-        return StageResult(f"success {result.pc_success:.0f}% (probe)",
-                           [("eval", str(eval_out / "eval_info.json")), *videos])
-
-    # Episodes are seeded and imagined with the world model's seeded sampler: workers do not change results.
-    config = {**{k: v for k, v in to_dict(cfg).items() if k not in ("enabled", "workers")}, "episodes": episodes,
-              "seed": seed, "task": policy.task, "env": to_dict(env)}
+    eval_cfg = EvalConfig(policy=str(final), task=policy.task, episodes=episodes, seed=seed, workers=cfg.workers,
+                          videos=cfg.videos, out=str(eval_out), env=env, max_steps=cfg.max_steps, imagine=True,
+                          imagination=_imagination(cfg, wm_dir, probe_dir))
     which = f"{variant} " if variant else ""
-    return Stage(f"eval in imagination {which}{final.name} on {policy.task}: {episodes} episodes from seed {seed} "
-                 f"-> {eval_out}", f"eval-imagined{'-' + variant if variant else ''}", eval_out, config, run,
-                 inputs={"policy": str(final), "world_model": str(wm_dir / "model"),
-                         "probe": str(probe_dir / "model")})
+    return eval_stage(eval_cfg, f"eval-imagined{'-' + variant if variant else ''}",
+                      f"eval in imagination {which}{final.name} on {policy.task}: {episodes} episodes from seed "
+                      f"{seed} -> {eval_out}", note=" (probe)",
+                      inputs={"policy": str(final), "world_model": str(wm_dir / "model"),
+                              "probe": str(probe_dir / "model")})

@@ -23,6 +23,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from robodream.config_fields import runtime
 from robodream.errors import RobodreamError
 from robodream.pipeline.config import save_config, to_dict
 from robodream.pipeline.training_data import record_training_data, store_entry
@@ -81,10 +82,10 @@ def parse_data(data: Any) -> list[dict[str, Any]]:
 class TrainPolicyConfig:
     """What to train, on what, and where."""
 
-    data: Any = None  # see parse_data
-    out: str = "runs/policy"
-    resume: bool = False  # continue the run in `out` from its lightning/last.ckpt
-    overwrite: bool = False  # replace an existing run in `out`
+    data: Any = runtime(None)  # see parse_data
+    out: str = runtime("runs/policy")
+    resume: bool = runtime(False)  # continue the run in `out` from its lightning/last.ckpt
+    overwrite: bool = runtime(False)  # replace an existing run in `out`
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     trainer: TrainerConfig = field(default_factory=policy_trainer)
 

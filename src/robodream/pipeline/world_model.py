@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from robodream.config_fields import runtime
 from robodream.errors import RobodreamError
 from robodream.pipeline.training_data import RECORD_FILE, record_training_data, store_entry
 from robodream.trainer import TrainerConfig, warn_about_schedule
@@ -23,16 +24,16 @@ from robodream.world_models.configuration import WorldModelConfig
 
 @dataclass
 class TrainWorldModelConfig:
-    data: str = "data/push_cube.zarr"
-    out: str = "runs/wm"
+    data: str = runtime("data/push_cube.zarr")
+    out: str = runtime("runs/wm")
     world_model: WorldModelConfig = field(default_factory=WorldModelConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     #: share of episodes held out for validation (loss, rollout strips)
     val_fraction: float = 0.1
-    resume: bool = False
-    overwrite: bool = False
+    resume: bool = runtime(False)
+    overwrite: bool = runtime(False)
     #: "auto" loads the store into RAM when it fits, "ram" forces it, "disk" streams it
-    cache: str = "auto"
+    cache: str = runtime("auto")
     strip_episodes: int = 4
     strip_horizon: int = 16
 

@@ -1,4 +1,5 @@
-"""The world-model stages of `robodream run`: train-wm on a collected store, then dream + eval-wm.
+"""The world-model stages of `robodream run`: train-wm on a collected store, then dream + eval-wm; and the
+train-wm / train-probe stage builders that `robodream run` and `experiment augment` share.
 
 Configured by the `world_model:` section of a pipeline config. configs/pipeline/quickstart.yaml trains the
 tiny model for a few hundred steps on the push_cube store, writes real-vs-imagined videos of a few episodes
@@ -8,11 +9,12 @@ config and input store are unchanged, and a retrained model re-runs dream + eval
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from robodream.pipeline.config import to_dict
-from robodream.pipeline.stages import Previous, Stage, StageResult
+from robodream.pipeline.probe import TrainProbeConfig
+from robodream.pipeline.stages import Previous, Stage, StageResult, hashed
+from robodream.pipeline.world_model import TrainWorldModelConfig
 from robodream.trainer import TrainerConfig
 from robodream.world_models.configuration import WorldModelConfig
 
@@ -34,25 +36,43 @@ class WorldModelStageConfig:
     eval_horizon: int = 16
 
 
+def train_wm_stage(cfg: TrainWorldModelConfig, slug: str, name: str, extra: dict | None = None) -> Stage:
+    """train-wm as a stage: `cfg` is the command's config (its data store is the input, its out the stage's
+    folder); `extra` adds keys to the hash (the task). An interrupted attempt resumes from its last checkpoint."""
+    out = Path(cfg.out)
+
+    def train(previous: Previous) -> StageResult:
+        from robodream.pipeline.world_model import train_world_model
+
+        resume = previous.resumes(out / "checkpoints" / "last.ckpt")
+        model = train_world_model(replace(cfg, resume=resume, overwrite=not resume))
+        return StageResult(f"trained {cfg.trainer.max_steps} steps" + (" (resumed)" if resume else ""),
+                           [("world_model", str(model))])
+
+    return Stage(name, slug, out, hashed(cfg) | (extra or {}), train, inputs={"store": cfg.data})
+
+
+def train_probe_stage(cfg: TrainProbeConfig, slug: str, name: str, extra: dict | None = None) -> Stage:
+    """train-probe as a stage (see train_wm_stage); the probe trains in minutes, so it always starts over."""
+    out = Path(cfg.out)
+
+    def train(previous: Previous) -> StageResult:
+        from robodream.pipeline.probe import metrics_lines, train_probe_command
+
+        model, metrics = train_probe_command(replace(cfg, overwrite=True))
+        print("\n".join("      " + line for line in metrics_lines(metrics)))
+        return StageResult(f"success recall {metrics['success_recall']:.2f}",
+                           [("probe", str(model)), ("metrics", str(out / "metrics.json"))])
+
+    return Stage(name, slug, out, hashed(cfg) | (extra or {}), train, inputs={"store": cfg.data})
+
+
 def world_model_stages(cfg: WorldModelStageConfig, store: str, run_dir: Path) -> list[Stage]:
     """train-wm on `store` (path or URL: the `cfg.task` demos, with play data when the pipeline records some),
     then dream + eval-wm on its validation episodes."""
     out = Path(cfg.out) if Path(cfg.out).is_absolute() else run_dir / cfg.out
-    # The progress bar does not change the model, so it stays out of the hash.
-    trainer = {k: v for k, v in to_dict(cfg.trainer).items() if k != "progress_bar"}
-    train_config = {"task": cfg.task, "world_model": to_dict(cfg.world_model), "trainer": trainer,
-                    "val_fraction": cfg.val_fraction}
-    one_device = cfg.trainer.on_one_device("train-wm")
-
-    def train(previous: Previous) -> StageResult:
-        from robodream.pipeline.world_model import TrainWorldModelConfig, train_world_model
-
-        resume = previous.resumes(out / "checkpoints" / "last.ckpt")
-        train_world_model(TrainWorldModelConfig(data=store, out=str(out), world_model=cfg.world_model,
-                                                trainer=one_device, val_fraction=cfg.val_fraction, resume=resume,
-                                                overwrite=not resume))
-        return StageResult(f"trained {cfg.trainer.max_steps} steps" + (" (resumed)" if resume else ""),
-                           [("world_model", str(out / "model"))])
+    train_cfg = TrainWorldModelConfig(data=store, out=str(out), world_model=cfg.world_model,
+                                      trainer=cfg.trainer.on_one_device("train-wm"), val_fraction=cfg.val_fraction)
 
     def evaluate(previous: Previous) -> StageResult:
         from robodream.datasets.reader import EpisodeStore
@@ -83,8 +103,8 @@ def world_model_stages(cfg: WorldModelStageConfig, store: str, run_dir: Path) ->
     eval_config = {"dream_episodes": cfg.dream_episodes, "eval_horizon": cfg.eval_horizon,
                    "val_fraction": cfg.val_fraction, "split_seed": cfg.trainer.seed}
     return [
-        Stage(f"train-wm on {cfg.task}: {cfg.trainer.max_steps} steps -> {out}", "train-wm", out, train_config,
-              train, inputs={"store": store}),
+        train_wm_stage(train_cfg, "train-wm", f"train-wm on {cfg.task}: {cfg.trainer.max_steps} steps -> {out}",
+                       extra={"task": cfg.task}),
         Stage("dream + eval-wm", "eval-wm", out, eval_config, evaluate,
               inputs={"store": store, "model": str(out / "model")}),
     ]

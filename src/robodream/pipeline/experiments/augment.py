@@ -23,13 +23,21 @@ import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from robodream.config_fields import runtime
 from robodream.errors import RobodreamError
 from robodream.pipeline.collect import CollectConfig, PlayDataConfig
-from robodream.pipeline.config import save_config, to_dict
-from robodream.pipeline.generate import SOURCES, GenerateFilterConfig
+from robodream.pipeline.collect_stage import collect_stage, store_path
+from robodream.pipeline.config import save_config
+from robodream.pipeline.evaluate import EvalConfig
+from robodream.pipeline.generate import SOURCES, GenerateConfig, GenerateFilterConfig
 from robodream.pipeline.merge import merge_stage
-from robodream.pipeline.stages import Previous, Stage, StageResult, fingerprint, run_stages
-from robodream.pipeline.train_policy import policy_trainer
+from robodream.pipeline.policy_stage import eval_stage, train_policy_stage
+from robodream.pipeline.probe import TrainProbeConfig
+from robodream.pipeline.stages import Stage, run_stages
+from robodream.pipeline.synthetic_stage import generate_stage
+from robodream.pipeline.train_policy import TrainPolicyConfig, policy_trainer
+from robodream.pipeline.world_model import TrainWorldModelConfig
+from robodream.pipeline.world_model_stage import train_probe_stage, train_wm_stage
 from robodream.policies.configuration import PolicyConfig
 from robodream.robots.sim.env import EnvConfig
 from robodream.robots.sim.experts import ExpertConfig
@@ -44,7 +52,7 @@ class RealDataConfig:
 
     env: EnvConfig = field(default_factory=EnvConfig)
     expert: ExpertConfig = field(default_factory=ExpertConfig)
-    workers: int = 2  # collection worker processes (0 = this process)
+    workers: int = runtime(2)  # collection worker processes (0 = this process)
 
 
 @dataclass
@@ -80,8 +88,8 @@ class SyntheticConfig:
     batch_size: int = 32
     stop_at_success: bool = True
     filter: GenerateFilterConfig = field(default_factory=_success_only)
-    accelerator: str = "auto"
-    devices: str = "1"
+    accelerator: str = runtime("auto")
+    devices: str = runtime("1")
     weight: float = 0.5  # share of the real+synthetic training samples drawn from the synthetic store
 
     def __post_init__(self) -> None:
@@ -103,7 +111,7 @@ class ExperimentEvalConfig:
 
     episodes: int = 50
     seed: int = 1000  # episode i uses seed + i; clear of the demo and play seeds
-    workers: int = 2
+    workers: int = runtime(2)
     max_steps: int | None = None  # None: the task's own episode limit
     videos: int = 0
 
@@ -116,7 +124,7 @@ class AugmentConfig:
     #: true: one world model and probe per N, trained with the first seed and shared by all seeds (cheaper; the
     #: spread then covers policy training and generation only)
     shared_world_model: bool = False
-    progress: bool = True
+    progress: bool = runtime(True)
     real: RealDataConfig = field(default_factory=RealDataConfig)
     play: PlayDataConfig = field(default_factory=PlayDataConfig)
     world_model: WorldModelSection = field(default_factory=WorldModelSection)
@@ -144,62 +152,16 @@ class AugmentConfig:
                                      f"seeds {seeds.start}..{seeds.stop - 1}: move eval.seed (or play.seed) clear")
 
 
-def _collect_stage(cfg: CollectConfig, name: str, out_dir: Path, progress: bool) -> Stage:
-    """Record a store; an interrupted attempt (or a store made outside this experiment) is resumed."""
-    hashed = {k: v for k, v in to_dict(cfg).items() if k not in ("workers", "out", "resume", "overwrite", "ray")}
-
-    def run(previous: Previous) -> StageResult:
-        from robodream.datasets import layout
-        from robodream.datasets.reader import EpisodeStore
-        from robodream.pipeline.collect import collect
-
-        exists = layout.store_exists(cfg.out)
-        resume = exists and (previous.interrupted or previous.stamp is None)
-        if resume and EpisodeStore.open(cfg.out, cache="disk").num_episodes > cfg.episodes:
-            raise RobodreamError(f"{cfg.out} holds more than {cfg.episodes} episodes: delete it to record it again")
-        summary = collect(replace(cfg, resume=resume, overwrite=not resume), progress=progress)
-        if summary.episodes_in_store < cfg.episodes:
-            raise RobodreamError(f"collecting {name} stopped early: {summary.stopped}")
-        return StageResult(f"{summary.new_episodes} new episodes, expert success {summary.success_rate:.0%}",
-                           [("store", str(cfg.out))])
-
-    return Stage(f"collect {name}: {cfg.episodes} episodes -> {cfg.out}", f"collect-{name}", out_dir, hashed, run)
-
-
 def _world_model_stages(cfg: AugmentConfig, data: str, seed: int, out: Path, tag: str) -> list[Stage]:
-    wm_trainer = replace(cfg.world_model.trainer, seed=seed, progress_bar=cfg.progress)
-    probe_trainer = replace(cfg.probe.trainer, seed=seed, progress_bar=cfg.progress)
-    runtime = ("progress_bar", "threads", "num_workers")
-
-    def train_wm(previous: Previous) -> StageResult:
-        from robodream.pipeline.world_model import TrainWorldModelConfig, train_world_model
-
-        # hours of training on a CPU: an interrupted attempt continues from its last checkpoint
-        resume = previous.resumes(out / "world_model" / "checkpoints" / "last.ckpt")
-        model = train_world_model(TrainWorldModelConfig(data=data, out=str(out / "world_model"),
-                                                        world_model=cfg.world_model.world_model, trainer=wm_trainer,
-                                                        val_fraction=cfg.world_model.val_fraction, resume=resume,
-                                                        overwrite=not resume))
-        return StageResult(f"{wm_trainer.max_steps} steps" + (" (resumed)" if resume else ""),
-                           [("world_model", str(model))])
-
-    def train_probe(previous: Previous) -> StageResult:
-        from robodream.pipeline.probe import TrainProbeConfig, metrics_lines, train_probe_command
-
-        model, metrics = train_probe_command(TrainProbeConfig(data=data, out=str(out / "probe"),
-                                                              probe=cfg.probe.probe, trainer=probe_trainer,
-                                                              val_fraction=cfg.probe.val_fraction, overwrite=True))
-        print("\n".join("      " + line for line in metrics_lines(metrics)))
-        return StageResult(f"{probe_trainer.max_steps} steps", [("probe", str(model))])
-
-    def hashed(section, trainer) -> dict:
-        return {k: v for k, v in to_dict(section).items() if k != "trainer"} | {
-            "trainer": {k: v for k, v in to_dict(trainer).items() if k not in runtime}}
-
-    return [Stage(f"train-wm {tag}: {wm_trainer.max_steps} steps -> {out / 'world_model'}", f"train-wm-{tag}",
-                  out / "world_model", hashed(cfg.world_model, wm_trainer), train_wm, inputs={"data": data}),
-            Stage(f"train-probe {tag}: {probe_trainer.max_steps} steps -> {out / 'probe'}", f"train-probe-{tag}",
-                  out / "probe", hashed(cfg.probe, probe_trainer), train_probe, inputs={"data": data})]
+    wm = TrainWorldModelConfig(data=data, out=str(out / "world_model"), world_model=cfg.world_model.world_model,
+                               trainer=replace(cfg.world_model.trainer, seed=seed, progress_bar=cfg.progress),
+                               val_fraction=cfg.world_model.val_fraction)
+    probe = TrainProbeConfig(data=data, out=str(out / "probe"), probe=cfg.probe.probe,
+                             trainer=replace(cfg.probe.trainer, seed=seed, progress_bar=cfg.progress),
+                             val_fraction=cfg.probe.val_fraction)
+    return [train_wm_stage(wm, f"train-wm-{tag}", f"train-wm {tag}: {wm.trainer.max_steps} steps -> {wm.out}"),
+            train_probe_stage(probe, f"train-probe-{tag}",
+                              f"train-probe {tag}: {probe.trainer.max_steps} steps -> {probe.out}")]
 
 
 def _policy_stages(cfg: AugmentConfig, arm: str, data: dict[str, str], seed: int, out: Path, tag: str) -> list[Stage]:
@@ -208,82 +170,46 @@ def _policy_stages(cfg: AugmentConfig, arm: str, data: dict[str, str], seed: int
     The synthetic part is read from generate.json at run time: a generation that kept nothing leaves no store,
     and the policy then trains on the real demos alone (recorded as 0 kept in the tables).
     """
-    trainer = replace(cfg.policy.trainer, seed=seed, progress_bar=cfg.progress)
     run_dir = out / f"policy_{arm}"
-    final = run_dir / "checkpoints" / f"step_{trainer.max_steps}"
+    real = [{"path": data["real"], "weight": 1.0}]
 
-    def train(previous: Previous) -> StageResult:
-        from robodream.pipeline.train_policy import TrainPolicyConfig, train_policy
+    def sources() -> list[dict]:
+        kept = json.loads(Path(data["synthetic"]).read_text())
+        if not kept["kept"]:
+            return real
+        return [{"path": data["real"], "weight": 1 - cfg.synthetic.weight},
+                {"path": kept["store"], "weight": cfg.synthetic.weight}]
 
-        sources = [{"path": data["real"], "weight": 1.0}]
-        if "synthetic" in data:
-            kept = json.loads(Path(data["synthetic"]).read_text())
-            if kept["kept"]:
-                sources = [{"path": data["real"], "weight": 1 - cfg.synthetic.weight},
-                           {"path": kept["store"], "weight": cfg.synthetic.weight}]
-        resume = previous.resumes(run_dir / "checkpoints" / "last.ckpt")
-        summary = train_policy(TrainPolicyConfig(data=sources, out=str(run_dir), policy=cfg.policy.policy,
-                                                 trainer=trainer, resume=resume, overwrite=not resume))
-        return StageResult(f"{summary.steps} steps on {len(sources)} store(s)" + (" (resumed)" if resume else ""),
-                           [("policy", str(final))])
-
-    eval_dir = run_dir / "eval"
-
-    def evaluate(previous: Previous) -> StageResult:
-        from robodream.pipeline.evaluate import EvalConfig, run_evaluation
-
-        e = cfg.eval
-        [result] = run_evaluation(EvalConfig(policy=str(final), env=cfg.real.env, episodes=e.episodes, seed=e.seed,
-                                             workers=e.workers, max_steps=e.max_steps, videos=e.videos,
-                                             out=str(eval_dir), progress=cfg.progress))
-        return StageResult(f"success {result.pc_success:.0f}%", [("eval", str(eval_dir / "eval_info.json"))])
-
-    train_config = {"policy": to_dict(cfg.policy.policy),
-                    "trainer": {k: v for k, v in to_dict(trainer).items() if k not in ("progress_bar", "threads")}}
-    if "synthetic" in data:
-        train_config["synthetic_weight"] = cfg.synthetic.weight
-    eval_config = {k: v for k, v in to_dict(cfg.eval).items() if k != "workers"} | {"env": to_dict(cfg.real.env)}
-    return [Stage(f"train-policy {arm} {tag}: {trainer.max_steps} steps -> {run_dir}", f"train-policy-{arm}-{tag}",
-                  run_dir, train_config, train, inputs=data),
-            Stage(f"eval {arm} {tag}: {cfg.eval.episodes} episodes from seed {cfg.eval.seed}", f"eval-{arm}-{tag}",
-                  eval_dir, eval_config, evaluate, inputs={"policy": str(final)})]
+    train = TrainPolicyConfig(data=real, out=str(run_dir), policy=cfg.policy.policy,
+                              trainer=replace(cfg.policy.trainer, seed=seed, progress_bar=cfg.progress))
+    final = run_dir / "checkpoints" / f"step_{train.trainer.max_steps}"
+    mixed = "synthetic" in data
+    e = cfg.eval
+    evaluation = EvalConfig(policy=str(final), env=cfg.real.env, episodes=e.episodes, seed=e.seed, workers=e.workers,
+                            max_steps=e.max_steps, videos=e.videos, out=str(run_dir / "eval"), progress=cfg.progress)
+    return [train_policy_stage(train, f"train-policy-{arm}-{tag}",
+                               f"train-policy {arm} {tag}: {train.trainer.max_steps} steps -> {run_dir}", data,
+                               extra={"synthetic_weight": cfg.synthetic.weight} if mixed else None,
+                               sources=sources if mixed else None),
+            eval_stage(evaluation, f"eval-{arm}-{tag}", f"eval {arm} {tag}: {e.episodes} episodes from seed {e.seed}",
+                       inputs={"policy": str(final)})]
 
 
 def _generate_stage(cfg: AugmentConfig, real: str, models: Path, seed: int, out: Path, tag: str) -> Stage:
     s = cfg.synthetic
     store = out / "synthetic" / "synthetic.zarr"
-    summary_path = out / "synthetic" / "generate.json"
     policy = out / "policy_real" / "checkpoints" / f"step_{cfg.policy.trainer.max_steps}"
     inputs = {"real": real, "world_model": str(models / "world_model" / "model"),
               "probe": str(models / "probe" / "model")}
     if s.source == "policy":
         inputs["policy"] = str(policy)
-
-    def run(previous: Previous) -> StageResult:
-        from robodream.pipeline.generate import GenerateConfig, generate, remove_store
-
-        remove_store(store)  # a store from an earlier attempt must not survive a run that keeps nothing
-        gen = GenerateConfig(wm=inputs["world_model"], probe=inputs["probe"], data=real, policy=inputs.get("policy"),
-                             source=s.source, rollouts=s.rollouts, horizon=s.horizon, noise=s.noise, seed=seed,
-                             batch_size=s.batch_size, stop_at_success=s.stop_at_success, filter=s.filter,
-                             out=str(store), overwrite=True, accelerator=s.accelerator, devices=s.devices,
-                             progress=cfg.progress)
-        try:
-            summary = generate(gen)
-            record = {"generated": summary.generated, "kept": summary.kept, "store": str(store),
-                      "fingerprint": fingerprint(store)}
-        except RobodreamError as exc:
-            # generate refuses to write an empty store; for the experiment "nothing passed the filter" is a result
-            if "filtered out" not in str(exc):
-                raise
-            record = {"generated": s.rollouts, "kept": 0, "store": None, "fingerprint": None}
-        summary_path.parent.mkdir(parents=True, exist_ok=True)
-        summary_path.write_text(json.dumps(record, indent=2))
-        return StageResult(f"{record['kept']}/{record['generated']} rollouts kept", [("generate", str(summary_path))])
-
-    config = {k: v for k, v in to_dict(s).items() if k not in ("weight", "accelerator", "devices")} | {"seed": seed}
-    return Stage(f"generate {tag}: {s.rollouts} rollouts x {s.horizon} steps -> {store}", f"generate-{tag}",
-                 out / "synthetic", config, run, inputs=inputs)
+    gen = GenerateConfig(wm=inputs["world_model"], probe=inputs["probe"], data=real, policy=inputs.get("policy"),
+                         source=s.source, rollouts=s.rollouts, horizon=s.horizon, noise=s.noise, seed=seed,
+                         batch_size=s.batch_size, stop_at_success=s.stop_at_success, filter=s.filter,
+                         out=str(store), overwrite=True, accelerator=s.accelerator, devices=s.devices,
+                         progress=cfg.progress)
+    return generate_stage(gen, f"generate-{tag}", f"generate {tag}: {s.rollouts} rollouts x {s.horizon} steps -> "
+                          f"{store}", inputs, summary=out / "synthetic" / "generate.json")
 
 
 def plan(cfg: AugmentConfig) -> list[Stage]:
@@ -292,15 +218,16 @@ def plan(cfg: AugmentConfig) -> list[Stage]:
     data_dir = root / "data"
     stages, real_stores = [], {}
     for n in cfg.demos:
-        real_stores[n] = str(data_dir / f"real_N{n}.zarr")
-        stages.append(_collect_stage(CollectConfig(episodes=n, workers=cfg.real.workers, out=real_stores[n], seed=0,
-                                                   env=cfg.real.env, expert=cfg.real.expert),
-                                     f"real-N{n}", data_dir, cfg.progress))
+        real = CollectConfig(episodes=n, workers=cfg.real.workers, out=f"data/real_N{n}.zarr", seed=0,
+                             env=cfg.real.env, expert=cfg.real.expert)
+        real_stores[n] = store_path(real, root)
+        stages.append(collect_stage(real, root, f"real-N{n}", cfg.progress))
     wm_data = dict(real_stores)
     if cfg.play.episodes:
-        play = str(data_dir / "play.zarr")
         demos = CollectConfig(workers=cfg.real.workers, env=cfg.real.env, expert=cfg.real.expert)
-        stages.append(_collect_stage(cfg.play.collect_config(demos, play), "play", data_dir, cfg.progress))
+        play_cfg = cfg.play.collect_config(demos, "data/play.zarr")
+        play = store_path(play_cfg, root)
+        stages.append(collect_stage(play_cfg, root, "play", cfg.progress))
         for n in cfg.demos:
             wm_data[n] = str(data_dir / f"real_N{n}+play.zarr")
             stages.append(merge_stage([real_stores[n], play], wm_data[n], f"merge-N{n}", data_dir))

@@ -23,11 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from robodream.config_fields import runtime
 from robodream.errors import RobodreamError
-from robodream.pipeline.config import save_config, to_dict
+from robodream.pipeline.config import save_config
 from robodream.pipeline.experiments.tables import pyplot, write_csv
 from robodream.pipeline.imagination import ImaginationConfig
-from robodream.pipeline.stages import Previous, Stage, StageResult, run_stages
+from robodream.pipeline.stages import Stage, run_stages
 from robodream.robots.sim.env import EnvConfig
 from robodream.robots.sim.experts import ExpertConfig
 from robodream.stats import format_correlation, pearson, spearman
@@ -38,7 +39,7 @@ COLUMNS = ("agent", "kind", "step", "sim_success", "imagined_success", "sim_eval
 
 @dataclass
 class RankConfig:
-    out: str = "runs/experiments/rank"
+    out: str = runtime("runs/experiments/rank")
     policy_run: str | None = None  # a train-policy run: every checkpoints/step_<N> is an agent
     checkpoints: list[str] = field(default_factory=list)  # extra checkpoints (or runs: their latest), e.g. BC
     expert_noise: list[float] = field(default_factory=lambda: [0.0, 0.01, 0.02, 0.03])  # scripted expert, noise (m)
@@ -46,10 +47,10 @@ class RankConfig:
     imagination: ImaginationConfig = field(default_factory=ImaginationConfig)
     episodes: int = 50
     seed: int = 1000  # episode i uses seed + i, in both worlds; keep clear of the training seeds
-    workers: int = 2
+    workers: int = runtime(2)
     max_steps: int | None = None  # None: the task's own episode limit
     videos: int = 0  # per agent and world
-    progress: bool = True
+    progress: bool = runtime(True)
 
     def __post_init__(self) -> None:
         missing = [name for name in ("wm", "probe") if getattr(self.imagination, name) is None]
@@ -107,27 +108,24 @@ def _model_dir(path: str) -> str:
 
 
 def _eval_stage(cfg: RankConfig, agent: Agent, world: str, root: Path) -> Stage:
+    from robodream.pipeline.evaluate import EvalConfig
+    from robodream.pipeline.policy_stage import eval_stage
+
     out = root / agent.slug / world
     imagine = world == "imagined"
-
-    def run(previous: Previous) -> StageResult:
-        from robodream.pipeline.evaluate import EvalConfig, run_evaluation
-
-        [result] = run_evaluation(EvalConfig(
-            policy=agent.policy, task=cfg.env.task, env=cfg.env, expert=ExpertConfig(noise=agent.noise),
-            imagine=imagine, imagination=cfg.imagination, episodes=cfg.episodes, seed=cfg.seed, workers=cfg.workers,
-            max_steps=cfg.max_steps, videos=cfg.videos, out=str(out), progress=cfg.progress))
-        return StageResult(f"success {result.pc_success:.0f}%", [("eval", str(out / "eval_info.json"))])
-
+    evaluation = EvalConfig(policy=agent.policy, task=cfg.env.task, env=cfg.env, expert=ExpertConfig(noise=agent.noise),
+                            imagine=imagine, episodes=cfg.episodes, seed=cfg.seed,
+                            workers=cfg.workers, max_steps=cfg.max_steps, videos=cfg.videos, out=str(out),
+                            progress=cfg.progress,
+                            # in PyBullet the world model's settings do not matter, so they stay out of the hash
+                            imagination=cfg.imagination if imagine else ImaginationConfig())
     inputs = {} if agent.kind == "expert" else {"policy": agent.policy}
-    config: dict[str, Any] = {"agent": agent.label, "noise": agent.noise, "env": to_dict(cfg.env),
-                              "episodes": cfg.episodes, "seed": cfg.seed, "max_steps": cfg.max_steps,
-                              "videos": cfg.videos, "imagine": imagine}
     if imagine:
         inputs |= {"world_model": _model_dir(cfg.imagination.wm), "probe": _model_dir(cfg.imagination.probe)}
-        config |= {k: v for k, v in to_dict(cfg.imagination).items() if k not in ("wm", "probe", "threads")}
-    return Stage(f"eval {agent.label} in {world}: {cfg.episodes} episodes from seed {cfg.seed}",
-                 f"eval-{agent.slug}-{world}", out, config, run, inputs=inputs)
+    # The agent's label in the hash: the same folder never passes off one agent's results as another's.
+    return eval_stage(evaluation, f"eval-{agent.slug}-{world}",
+                      f"eval {agent.label} in {world}: {cfg.episodes} episodes from seed {cfg.seed}", inputs,
+                      extra={"agent": agent.label})
 
 
 def plan(cfg: RankConfig) -> tuple[list[Agent], list[Stage]]:
