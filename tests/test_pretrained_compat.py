@@ -57,7 +57,7 @@ def test_a_saved_probe_loads_and_predicts_as_before(tmp_path, where):
 
 
 @pytest.mark.parametrize("name", ["policy_diffusion", "policy_bc_before_layer_norm"])
-@pytest.mark.parametrize("where", ["model"])
+@pytest.mark.parametrize("where", ["model", "run"])
 def test_a_saved_policy_loads_and_acts_as_before(tmp_path, name, where):
     from robodream.policies.pretrained import load_pretrained
 

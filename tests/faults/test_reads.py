@@ -174,14 +174,14 @@ def test_model_exports_are_written_whole_or_not_at_all(runs, tmp_path, monkeypat
 
     import robodream.world_models.model as wm_module
     import robodream.world_models.probe as probe_module
-    from robodream.policies.pretrained import load_pretrained, save_pretrained
+    from robodream.policies.pretrained import load_pretrained
     from robodream.world_models.model import WorldModel
     from robodream.world_models.probe import ProbeConfig, StateSuccessProbe
     from tests.faults.conftest import tree_digest
 
     saves = {
         "wm": lambda d: WorldModel.from_pretrained(runs["wm"]).save_pretrained(d),
-        "policy": lambda d: save_pretrained(load_pretrained(runs["policy"] / "checkpoints" / "step_2"), d),
+        "policy": lambda d: load_pretrained(runs["policy"] / "checkpoints" / "step_2").save_pretrained(d),
         "probe": lambda d: StateSuccessProbe(ProbeConfig(image_size=16, channels=[8, 8], hidden=8)).save_pretrained(d),
     }
     targets = {name: save(tmp_path / name / "model") for name, save in saves.items()}

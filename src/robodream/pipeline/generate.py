@@ -158,10 +158,10 @@ def generate(cfg: GenerateConfig) -> GenerateSummary | None:
 def _load_models(cfg: GenerateConfig):
     """(world-model directory, world model, real store, probe), checked against each other."""
     from robodream.datasets.reader import EpisodeStore
-    from robodream.world_models.model import WorldModel, resolve_checkpoint
+    from robodream.world_models.model import WorldModel
     from robodream.world_models.probe import StateSuccessProbe
 
-    wm_dir = resolve_checkpoint(cfg.wm)
+    wm_dir = WorldModel.resolve_model_dir(cfg.wm)
     model = WorldModel.from_pretrained(wm_dir)
     store = EpisodeStore.open(cfg.data)
     model.config.with_data_shapes(store.features)
