@@ -12,13 +12,14 @@ succeeded, so an interrupted run leaves no half-written store.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from robodream.errors import RobodreamError
+from robodream.hashing import sha256_file
+from robodream.pretrained import WEIGHTS_FILE
 
 SOURCES = ("demo-actions", "policy")
 OUT_HINT = "pass overwrite=true to replace it"
@@ -70,11 +71,7 @@ class GenerateConfig:
 
 def model_id(directory: Path) -> str:
     """A short content hash of a model's weights, recorded in every synthetic episode's origin."""
-    digest = hashlib.sha256()
-    with open(directory / "model.safetensors", "rb") as weights:
-        for block in iter(lambda: weights.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:12]
+    return sha256_file(directory / WEIGHTS_FILE).hexdigest()[:12]
 
 
 @dataclass
