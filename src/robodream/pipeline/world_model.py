@@ -204,6 +204,8 @@ def eval_world_model(cfg: EvalWorldModelConfig, stage_output: bool = False) -> t
     from robodream.pipeline.info import parse_episode_selection
     from robodream.pipeline.training_data import EpisodeChoice
     from robodream.world_models.metrics import evaluate_fidelity, plot_fidelity
+    from robodream.world_models.model import WorldModel
+
     model, store = _load(cfg.ckpt, cfg.data)
     run_dir = run_directory(cfg.ckpt)
     out = output_folder(cfg.out, run_dir, cfg.data, stage_output)
@@ -214,9 +216,9 @@ def eval_world_model(cfg: EvalWorldModelConfig, stage_output: bool = False) -> t
     started = time.monotonic()
     metrics = evaluate_fidelity(model, store, episodes, horizon=cfg.horizon, seed=cfg.seed,
                                 num_sampling_steps=cfg.num_sampling_steps)
-    metrics.update(ckpt=str(model.resolve_model_dir(cfg.ckpt)), data=str(cfg.data), eval_s=time.monotonic() - started,
-                   episodes=[int(e) for e in episodes], training_episodes=[int(e) for e in trained],
-                   held_out=not trained and choice.entry is not None)
+    metrics.update(ckpt=str(WorldModel.resolve_model_dir(cfg.ckpt)), data=str(cfg.data),
+                   eval_s=time.monotonic() - started, episodes=[int(e) for e in episodes],
+                   training_episodes=[int(e) for e in trained], held_out=not trained and choice.entry is not None)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     plot_fidelity(metrics, out / "fidelity.png")
