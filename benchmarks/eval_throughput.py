@@ -31,7 +31,7 @@ def untrained_checkpoint(tmp: Path, task: str) -> Path:
     from robodream.datasets.reader import EpisodeStore
     from robodream.policies.base import select_features
     from robodream.policies.configuration import PolicyConfig
-    from robodream.policies.pretrained import make_policy, save_pretrained
+    from robodream.policies.pretrained import make_policy
 
     store_path = tmp / "two.zarr"
     collect(CollectConfig(task=task, episodes=2, workers=0, out=str(store_path)), progress=False)
@@ -39,7 +39,7 @@ def untrained_checkpoint(tmp: Path, task: str) -> Path:
     config = build_config(PolicyConfig, [], [REPO / "configs" / "policy" / "diffusion.yaml"]).for_task(task)
     policy = make_policy(config, select_features(config, store.features, str(store_path)),
                          store.stats()["features"])
-    return save_pretrained(policy, tmp / "untrained", {"step": 0, "task": task, "fps": store.fps})
+    return policy.save_pretrained(tmp / "untrained", training={"step": 0, "task": task, "fps": store.fps})
 
 
 def episodes_per_s(policy: Path, task: str, episodes: int, workers: int, out: Path) -> tuple[float, float]:

@@ -1,9 +1,10 @@
 """Model files on disk: written whole or not at all, and checked before they are used.
 
-World models, probes and policies are save_pretrained-style directories (config.json + model.safetensors);
-training runs keep Lightning's `checkpoints/last.ckpt` for `resume=true`. A kill while writing, a full disk or a
-partial copy leaves truncated files that torch and safetensors report as tracebacks deep inside loading
-("incomplete metadata, file not fully covered", "failed finding central directory"); here they become one line.
+World models, probes and policies are save_pretrained-style directories (config.json + model.safetensors),
+written and read by robodream/pretrained.py with the helpers here; training runs keep Lightning's
+`checkpoints/last.ckpt` for `resume=true`. A kill while writing, a full disk or a partial copy leaves truncated
+files that torch and safetensors report as tracebacks deep inside loading ("incomplete metadata, file not fully
+covered", "failed finding central directory"); here they become one line.
 """
 
 from __future__ import annotations

@@ -170,19 +170,17 @@ def test_a_garbage_model_config_is_a_damaged_checkpoint(copied, tmp_path):
 
 def test_model_exports_are_written_whole_or_not_at_all(runs, tmp_path, monkeypatch):
     """A failed export (here: disk full while writing the weights) leaves the previous export as it was and no
-    temporary folder, for the world model, the probe and the policy alike (they share one helper)."""
+    temporary folder, for the world model, the probe and the policy alike (they share one save_pretrained)."""
     import safetensors.torch
 
-    import robodream.world_models.model as wm_module
-    import robodream.world_models.probe as probe_module
-    from robodream.policies.pretrained import load_pretrained, save_pretrained
+    from robodream.policies.pretrained import load_pretrained
     from robodream.world_models.model import WorldModel
     from robodream.world_models.probe import ProbeConfig, StateSuccessProbe
     from tests.faults.conftest import tree_digest
 
     saves = {
         "wm": lambda d: WorldModel.from_pretrained(runs["wm"]).save_pretrained(d),
-        "policy": lambda d: save_pretrained(load_pretrained(runs["policy"] / "checkpoints" / "step_2"), d),
+        "policy": lambda d: load_pretrained(runs["policy"] / "checkpoints" / "step_2").save_pretrained(d),
         "probe": lambda d: StateSuccessProbe(ProbeConfig(image_size=16, channels=[8, 8], hidden=8)).save_pretrained(d),
     }
     targets = {name: save(tmp_path / name / "model") for name, save in saves.items()}
@@ -192,8 +190,7 @@ def test_model_exports_are_written_whole_or_not_at_all(runs, tmp_path, monkeypat
         Path(path).write_bytes(b"\x00" * 16)
         raise OSError(28, "No space left on device")
 
-    for module in (safetensors.torch, wm_module, probe_module):
-        monkeypatch.setattr(module, "save_file", disk_full)
+    monkeypatch.setattr(safetensors.torch, "save_file", disk_full)  # robodream.pretrained imports it when saving
     for name, save in saves.items():
         with pytest.raises(OSError):
             save(targets[name])

@@ -131,5 +131,5 @@ def test_a_checkpoint_that_does_not_fit_the_task_is_refused(policy_run, tiny_sto
     assert "expects observation.state of shape [3] but task push_cube (env.image_size=16) has [11]" in \
         capsys.readouterr().err
     assert main(["eval", f"policy={tmp_path}", f"out={tmp_path / 'c'}"]) == 2
-    assert "is not a policy checkpoint: it has no config.json" in capsys.readouterr().err
+    assert f"no policy at {tmp_path}: it has no config.json" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

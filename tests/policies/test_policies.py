@@ -13,7 +13,7 @@ from robodream.pipeline.config import build_config
 from robodream.pipeline.train_policy import TrainPolicyConfig, train_policy
 from robodream.policies.base import select_features
 from robodream.policies.configuration import PolicyConfig
-from robodream.policies.pretrained import load_pretrained, make_policy, read_checkpoint_info, save_pretrained
+from robodream.policies.pretrained import load_pretrained, make_policy, read_checkpoint_info
 from robodream.policies.runner import PolicyRunner
 
 from .conftest import REPO, tiny_config, train_args
@@ -48,7 +48,7 @@ def test_training_a_few_steps_lowers_the_loss(tiny_store, tmp_path, policy_type)
 
 def test_save_load_gives_identical_actions(tiny_store, tmp_path, policy_type):
     policy, store = _policy(tiny_store, policy_type)
-    path = save_pretrained(policy, tmp_path / "ckpt", {"step": 7, "task": store.task})
+    path = policy.save_pretrained(tmp_path / "ckpt", training={"step": 7, "task": store.task})
     loaded = load_pretrained(path)
     info = read_checkpoint_info(path)
     assert info["type"] == policy_type and info["training"]["step"] == 7
@@ -231,7 +231,7 @@ def test_a_checkpoint_written_before_the_default_recipe_still_loads(tiny_store, 
     import json
 
     policy, store = _policy(tiny_store, "bc", "bc.layer_norm=false")
-    path = save_pretrained(policy, tmp_path / "old", {"step": 1})
+    path = policy.save_pretrained(tmp_path / "old", training={"step": 1})
     info = json.loads((path / "config.json").read_text())
     del info["policy"]["bc"]["layer_norm"]
     (path / "config.json").write_text(json.dumps(info))

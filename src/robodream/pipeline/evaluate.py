@@ -17,7 +17,6 @@ success_vs_step.png. Seeds must be held out from training: collection uses 0..N-
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -35,13 +34,13 @@ from robodream.pipeline.config import save_config
 from robodream.pipeline.harness import EpisodeResult, eval_info, evaluate
 from robodream.pipeline.imagination import ImaginationConfig, ImaginedEnvFactory
 from robodream.pipeline.interrupt import graceful_interrupt
+from robodream.pretrained import resolve_model_dir, run_checkpoints
 from robodream.robots.sim.env import EnvConfig
 from robodream.robots.sim.experts import ExpertConfig
 from robodream.stats import format_success
 
 EXPERT = "expert"
 EVAL_MARKERS = ("config.yaml", "eval_info.json", "sweep.json")  # what makes a folder an evaluation's (or a sweep's)
-STEP_DIR = re.compile(r"^step_(\d+)$")
 
 
 @dataclass
@@ -81,26 +80,6 @@ class EvalConfig:
             raise RobodreamError("episodes must be >= 1, and workers, videos and seed >= 0")
         if self.task is not None and self.task != self.env.task:
             self.env = replace(self.env, task=self.task)  # re-runs EnvConfig's validation
-
-
-def run_checkpoints(run: str | Path) -> list[tuple[int, Path]]:
-    """(step, path) of every checkpoints/step_<N> of a training run, by step."""
-    folder = Path(run) / "checkpoints"
-    found = sorted((int(m.group(1)), p) for p in folder.glob("step_*") if (m := STEP_DIR.match(p.name)) and p.is_dir())
-    if not found:
-        raise RobodreamError(f"{run} holds no checkpoints (expected {folder}/step_<N>/): train with "
-                             "robodream train-policy out=... first")
-    return found
-
-
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint directory as given, or the latest checkpoint of a training run."""
-    path = Path(path)
-    if not path.exists():
-        raise RobodreamError(f"policy {path} does not exist")
-    if not (path / "config.json").exists() and (path / "checkpoints").is_dir():
-        return run_checkpoints(path)[-1][1]
-    return path
 
 
 def _probe_env(cfg: EnvConfig):
@@ -200,7 +179,7 @@ def _targets(cfg: EvalConfig) -> tuple[list[tuple[int | None, Path]], Path | Non
         return run_checkpoints(cfg.checkpoints), Path(cfg.checkpoints)
     if cfg.policy == EXPERT:
         return [], None
-    checkpoint = resolve_checkpoint(cfg.policy)
+    checkpoint = resolve_model_dir(cfg.policy, "policy")
     return [(None, checkpoint)], checkpoint
 
 

@@ -12,7 +12,6 @@ succeeded, so an interrupted run leaves no half-written store.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -20,6 +19,8 @@ from pathlib import Path
 
 from robodream.config_fields import runtime
 from robodream.errors import RobodreamError
+from robodream.hashing import sha256_file
+from robodream.pretrained import WEIGHTS_FILE
 
 SOURCES = ("demo-actions", "policy")
 OUT_HINT = "pass overwrite=true to replace it"
@@ -71,11 +72,7 @@ class GenerateConfig:
 
 def model_id(directory: Path) -> str:
     """A short content hash of a model's weights, recorded in every synthetic episode's origin."""
-    digest = hashlib.sha256()
-    with open(directory / "model.safetensors", "rb") as weights:
-        for block in iter(lambda: weights.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:12]
+    return sha256_file(directory / WEIGHTS_FILE).hexdigest()[:12]
 
 
 @dataclass
@@ -159,10 +156,10 @@ def generate(cfg: GenerateConfig) -> GenerateSummary | None:
 def _load_models(cfg: GenerateConfig):
     """(world-model directory, world model, real store, probe), checked against each other."""
     from robodream.datasets.reader import EpisodeStore
-    from robodream.world_models.model import WorldModel, resolve_checkpoint
+    from robodream.world_models.model import WorldModel
     from robodream.world_models.probe import StateSuccessProbe
 
-    wm_dir = resolve_checkpoint(cfg.wm)
+    wm_dir = WorldModel.resolve_model_dir(cfg.wm)
     model = WorldModel.from_pretrained(wm_dir)
     store = EpisodeStore.open(cfg.data)
     model.config.with_data_shapes(store.features)

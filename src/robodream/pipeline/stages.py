@@ -22,7 +22,6 @@ Fingerprints are about content, never mtimes (a touched or re-copied file that d
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -32,6 +31,7 @@ from typing import Any
 
 from robodream.config_fields import is_runtime
 from robodream.errors import RobodreamError
+from robodream.hashing import sha256, sha256_file, sha256_json
 from robodream.pipeline.config import to_dict
 
 STAMP_VERSION = 1  # bump when the fingerprint definition changes, so old stamps stop matching
@@ -78,12 +78,6 @@ class Stage:
         return self.out / f"{self.slug}.stage.json"
 
 
-def _sha256_file(path: Path, digest: Any) -> None:
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-
-
 def _is_store(location: str) -> bool:
     from robodream.datasets import layout
 
@@ -105,7 +99,7 @@ def store_fingerprint(location: str) -> str:
         "arrays": {name: [store.num_frames, *arr.shape[1:], str(arr.dtype)]
                    for name, arr in sorted(store.group[layout.DATA].arrays())},
     }
-    return hashlib.sha256(json.dumps(description, sort_keys=True, default=str).encode()).hexdigest()
+    return sha256_json(description)
 
 
 def fingerprint(location: str | Path) -> str | None:
@@ -118,13 +112,13 @@ def fingerprint(location: str | Path) -> str | None:
     path = Path(location)
     if not path.exists():
         return None
-    digest = hashlib.sha256()
+    digest = sha256()
     # Stamps inside a directory record timings, not content; a stamp named directly is fingerprinted.
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*")
                                                  if p.is_file() and not p.name.endswith(".stage.json"))
     for file in files:
         digest.update(str(file.relative_to(path)).encode() + b"\0")
-        _sha256_file(file, digest)
+        sha256_file(file, digest)
     return digest.hexdigest()
 
 
@@ -165,7 +159,7 @@ def input_hash(stage: Stage, fingerprints: dict[str, str | None]) -> str:
                              "earlier stage should have written: re-run the whole pipeline")
     payload = {"version": STAMP_VERSION, "stage": stage.slug, "config": resolved_config(stage),
                "inputs": fingerprints}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+    return sha256_json(payload)
 
 
 def read_stamp(path: Path) -> dict | None:

@@ -14,7 +14,6 @@ with other episodes does not.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from robodream.errors import RobodreamError
+from robodream.hashing import sha256
 
 RECORD_FILE = "training_data.json"
 RECORD_VERSION = 1
@@ -31,9 +31,8 @@ RECORD_VERSION = 1
 def store_fingerprint(store: Any, episodes: int | None = None) -> str:
     """A hash of the store's task and the committed episode_ends of its first `episodes` episodes (all)."""
     count = store.num_episodes if episodes is None else episodes
-    digest = hashlib.sha256(str(store.task).encode())
-    digest.update(np.asarray(store.episode_ends[:count], dtype="<i8").tobytes())
-    return digest.hexdigest()[:16]
+    ends = np.asarray(store.episode_ends[:count], dtype="<i8")
+    return sha256(str(store.task).encode(), ends.tobytes()).hexdigest()[:16]
 
 
 def store_entry(store: Any, train: list[int], held_out: list[int]) -> dict[str, Any]:

@@ -140,9 +140,9 @@ def _load(ckpt: str, data: str):
 def run_directory(ckpt: str) -> Path:
     """Where a model's training record and evaluations live: the run directory of `<run>/model`, else the
     model directory itself (a model exported on its own)."""
-    from robodream.world_models.model import resolve_checkpoint
+    from robodream.world_models.model import WorldModel
 
-    model_dir = resolve_checkpoint(ckpt)
+    model_dir = WorldModel.resolve_model_dir(ckpt)
     return model_dir.parent if model_dir.name == "model" else model_dir
 
 
@@ -205,7 +205,7 @@ def eval_world_model(cfg: EvalWorldModelConfig, stage_output: bool = False) -> t
     from robodream.pipeline.info import parse_episode_selection
     from robodream.pipeline.training_data import EpisodeChoice
     from robodream.world_models.metrics import evaluate_fidelity, plot_fidelity
-    from robodream.world_models.model import resolve_checkpoint
+    from robodream.world_models.model import WorldModel
 
     model, store = _load(cfg.ckpt, cfg.data)
     run_dir = run_directory(cfg.ckpt)
@@ -217,9 +217,9 @@ def eval_world_model(cfg: EvalWorldModelConfig, stage_output: bool = False) -> t
     started = time.monotonic()
     metrics = evaluate_fidelity(model, store, episodes, horizon=cfg.horizon, seed=cfg.seed,
                                 num_sampling_steps=cfg.num_sampling_steps)
-    metrics.update(ckpt=str(resolve_checkpoint(cfg.ckpt)), data=str(cfg.data), eval_s=time.monotonic() - started,
-                   episodes=[int(e) for e in episodes], training_episodes=[int(e) for e in trained],
-                   held_out=not trained and choice.entry is not None)
+    metrics.update(ckpt=str(WorldModel.resolve_model_dir(cfg.ckpt)), data=str(cfg.data),
+                   eval_s=time.monotonic() - started, episodes=[int(e) for e in episodes],
+                   training_episodes=[int(e) for e in trained], held_out=not trained and choice.entry is not None)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     plot_fidelity(metrics, out / "fidelity.png")

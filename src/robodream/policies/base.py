@@ -13,7 +13,8 @@ happens here, on the policy's device.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -22,8 +23,14 @@ from torch import nn
 from robodream.datasets.normalize import Normalizer
 from robodream.errors import RobodreamError
 from robodream.features import ACTION, IMAGE_PREFIX, STATE, Feature
-from robodream.policies.configuration import PolicyConfig
+from robodream.policies.configuration import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_VERSION,
+    PolicyConfig,
+    check_checkpoint_info,
+)
 from robodream.policies.encoder import ObservationEncoder
+from robodream.pretrained import PretrainedMixin
 
 
 def select_features(config: PolicyConfig, available: Mapping[str, Feature], where: str) -> dict[str, Feature]:
@@ -53,8 +60,16 @@ def select_features(config: PolicyConfig, available: Mapping[str, Feature], wher
     return selected
 
 
-class Policy(nn.Module):
-    """Base class: subclasses implement `compute_loss` and `sample_actions`."""
+class Policy(nn.Module, PretrainedMixin):
+    """Base class: subclasses set `policy_type` and implement `compute_loss` and `sample_actions`.
+
+    Saved as a checkpoint directory by `save_pretrained(directory, training={step, task, fps, data})`; loaded
+    by `<PolicyClass>.from_pretrained(path)`, or `policies.pretrained.load_pretrained(path)` for whichever
+    type the checkpoint holds."""
+
+    model_kind = "policy"
+    #: the `type` key of PolicyConfig this class implements
+    policy_type: ClassVar[str | None] = None
 
     def __init__(self, config: PolicyConfig, features: Mapping[str, Feature],
                  stats: Mapping[str, Any] | None = None):
@@ -81,6 +96,27 @@ class Policy(nn.Module):
         self.obs_encoder = ObservationEncoder(config.encoder, {k: features[k]["shape"] for k in self.image_keys},
                                               sizes.get(STATE, 0) if self.state_key else 0)
         self.cond_dim = self.obs_encoder.step_dim * config.n_obs_steps
+        #: the "training" record of the checkpoint this policy was loaded from (step, task, fps, data)
+        self.training_info: dict[str, Any] = {}
+
+    # -- saving (robodream.pretrained: save_pretrained / from_pretrained) -----------------------------------
+    def pretrained_config(self, training: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """config.json: the config, the features read and written, the normaliser's layout and `training`."""
+        return {
+            "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "type": self.config.type,
+            "policy": self.config.to_dict(), "features": self.features, "normalizer": self.normalizer.config(),
+            "num_parameters": sum(p.numel() for p in self.parameters()), "training": dict(training or {}),
+        }
+
+    @classmethod
+    def _from_pretrained_config(cls, config: dict[str, Any], directory: Path) -> Policy:
+        info = check_checkpoint_info(config, directory)
+        if cls.policy_type != info["type"]:
+            raise RobodreamError(f"{directory} holds a {info['type']} policy, not a {cls.policy_type or 'concrete'} "
+                                 "one: load it with robodream.policies.pretrained.load_pretrained")
+        policy = cls(PolicyConfig.from_dict(info["policy"]), info["features"])
+        policy.training_info = info.get("training", {})
+        return policy
 
     # -- data layout ------------------------------------------------------------------------------------
     @property

@@ -23,6 +23,8 @@ from robodream.policies.configuration import PolicyConfig
 class BCPolicy(Policy):
     """Observation window -> action chunk by regression."""
 
+    policy_type = "bc"
+
     def __init__(self, config: PolicyConfig, features: Mapping[str, Feature],
                  stats: Mapping[str, Any] | None = None):
         super().__init__(config, features, stats)

@@ -21,6 +21,10 @@ from typing import Any
 from robodream.errors import RobodreamError
 
 POLICY_TYPES = ("diffusion", "bc")
+#: a policy checkpoint's config.json: {"format", "version", "type", "policy": PolicyConfig, "features",
+#: "normalizer", "num_parameters", "training"} (written by policies/base.py, read by policies/pretrained.py)
+CHECKPOINT_FORMAT = "robodream.policy"
+CHECKPOINT_VERSION = 1
 NORM_MODES = ("min_max", "mean_std", "identity")
 
 #: (horizon, n_action_steps) per policy type and task, for configs that leave them null; measured on validation
@@ -210,3 +214,16 @@ class PolicyConfig:
     def first_executed(self) -> int:
         """Index in the chunk of the action for the current step."""
         return self.n_obs_steps - 1
+
+
+def check_checkpoint_info(info: dict[str, Any], directory: Any) -> dict[str, Any]:
+    """Refuse a config.json that is not a policy checkpoint this robodream can read; returns it."""
+    if info.get("format") != CHECKPOINT_FORMAT:
+        raise RobodreamError(f"{directory} is not a robodream policy checkpoint (format {info.get('format')!r})")
+    if info.get("version", 0) > CHECKPOINT_VERSION:
+        raise RobodreamError(f"{directory} was written by a newer robodream (checkpoint version "
+                             f"{info['version']} > {CHECKPOINT_VERSION}); upgrade robodream")
+    if info.get("type") not in POLICY_TYPES:
+        raise RobodreamError(f"{directory} holds a policy of type {info.get('type')!r}; this robodream knows "
+                             f"{list(POLICY_TYPES)}")
+    return info

@@ -38,6 +38,8 @@ def make_schedulers(cfg: PolicyConfig):
 class DiffusionPolicy(Policy):
     """Observation window -> action chunk by conditional denoising; see the module docstring."""
 
+    policy_type = "diffusion"
+
     def __init__(self, config: PolicyConfig, features: Mapping[str, Feature],
                  stats: Mapping[str, Any] | None = None):
         super().__init__(config, features, stats)

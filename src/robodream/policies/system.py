@@ -19,7 +19,6 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import WeightAveraging
 
-from robodream.policies.pretrained import save_pretrained
 from robodream.trainer import TrainerConfig, checkpoint_dir, make_optimizer
 
 
@@ -75,4 +74,5 @@ class PolicyCheckpoints(L.Callback):
         step = trainer.global_step
         if (step % self.every == 0 or step >= self.max_steps) and trainer.is_global_zero:
             policy = averaged_policy(trainer, pl_module)
-            self.saved.append(save_pretrained(policy, step_checkpoint(self.run_dir, step), self.training_info(step)))
+            path = step_checkpoint(self.run_dir, step)
+            self.saved.append(policy.save_pretrained(path, training=self.training_info(step)))

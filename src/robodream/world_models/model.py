@@ -10,33 +10,28 @@ Sampling: `num_sampling_steps` Euler steps on the Karras schedule from sigma_max
 generated frames are rounded to 8 bits before being fed back as context, exactly as a recorded frame would
 be (DIAMOND does the same).
 
-Saved as a directory: config.json + model.safetensors (normaliser buffers included); loads without
+Saved as a directory: config.json (the config, plus the normaliser's layout and the robodream version) +
+model.safetensors (normaliser buffers included), by `robodream.pretrained.PretrainedMixin`; loads without
 Lightning.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from diffusers import EDMEulerScheduler
-from safetensors.torch import save_file
 from torch import nn
 
 from robodream import __version__
-from robodream.checkpoints import load_weights, read_config, write_model_dir
 from robodream.datasets.normalize import Normalizer
 from robodream.errors import RobodreamError
 from robodream.features import ACTION, STATE
+from robodream.pretrained import CONFIG_FILE, PretrainedMixin
 from robodream.world_models.configuration import WorldModelConfig
 from robodream.world_models.modeling import ActionConditionedDenoiser, StatePredictor
-
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
 
 
 def frames_to_model(frames: torch.Tensor) -> torch.Tensor:
@@ -50,8 +45,10 @@ def model_to_frames(values: torch.Tensor) -> torch.Tensor:
     return pixels.permute(*range(values.ndim - 3), -2, -1, -3)
 
 
-class WorldModel(nn.Module):
+class WorldModel(nn.Module, PretrainedMixin):
     """Denoiser + optional state predictor + the normaliser of actions and states."""
+
+    model_kind = "world model"
 
     def __init__(self, config: WorldModelConfig, normalizer: Normalizer | None = None):
         super().__init__()
@@ -181,46 +178,14 @@ class WorldModel(nn.Module):
             raise RobodreamError(f"this model predicts states and needs context states of shape "
                                  f"{(cfg.context_frames, cfg.state_dim)}, got {got}")
 
-    # -- saving ---------------------------------------------------------------------------------------------
-    def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """Write config.json + model.safetensors as `directory` (created, or replacing an earlier export)."""
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        meta = {**self.config.to_dict(), "normalizer": self.normalizer.config(), "robodream_version": __version__}
-
-        def write(tmp: Path) -> None:  # into a temporary sibling, renamed into place: never half-written
-            save_file(state, tmp / WEIGHTS_FILE)
-            (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
-
-        return write_model_dir(directory, write)
+    # -- saving (robodream.pretrained: save_pretrained / from_pretrained) -------------------------------------
+    def pretrained_config(self) -> dict[str, Any]:
+        return {**self.config.to_dict(), "normalizer": self.normalizer.config(), "robodream_version": __version__}
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, device: str | torch.device = "cpu") -> WorldModel:
-        """Load a directory written by `save_pretrained` (or a training run directory holding `model/`)."""
-        directory = resolve_checkpoint(directory)
-        meta = read_config(directory / CONFIG_FILE)
-        meta.pop("normalizer", None)
-        meta.pop("robodream_version", None)
-        config = WorldModelConfig.from_dict(meta, source=str(directory / CONFIG_FILE))
-        model = cls(config)
-        try:
-            model.load_state_dict(load_weights(directory / WEIGHTS_FILE, device=str(device)))
-        except RuntimeError as exc:
-            raise RobodreamError(f"the weights in {directory} do not fit its config.json (another architecture?): "
-                                 f"{str(exc).splitlines()[0]}") from None
-        return model.to(device).eval()
-
-
-def resolve_checkpoint(path: str | os.PathLike) -> Path:
-    """The model directory for a path that is one, or a training run directory that holds `model/`."""
-    path = Path(path)
-    for candidate in (path, path / "model"):
-        if (candidate / CONFIG_FILE).is_file() and (candidate / WEIGHTS_FILE).is_file():
-            return candidate
-    if path.suffix == ".ckpt":
-        raise RobodreamError(f"{path} is a Lightning training checkpoint; pass the run directory or its model/ "
-                             "export (config.json + model.safetensors) instead")
-    raise RobodreamError(f"no world model at {path}: expected {CONFIG_FILE} and {WEIGHTS_FILE} there or in "
-                         f"{path / 'model'}")
+    def _from_pretrained_config(cls, config: dict[str, Any], directory: Path) -> WorldModel:
+        meta = {k: v for k, v in config.items() if k not in ("normalizer", "robodream_version")}
+        return cls(WorldModelConfig.from_dict(meta, source=str(directory / CONFIG_FILE)))
 
 
 def set_seed_generator(seed: int | None, device: str | torch.device = "cpu") -> torch.Generator | None:

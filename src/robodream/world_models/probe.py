@@ -7,29 +7,24 @@ episodes and to filter them by success; evaluation in imagination uses it as the
 
 The network is a plain strided CNN whose last feature map is flattened (not average-pooled: positions must
 survive), followed by an MLP with two heads: positions (normalised with the training data's mean/std) and a
-success logit. Saved like the world model: config.json + model.safetensors.
+success logit. Saved like the world model (robodream.pretrained): config.json + model.safetensors.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 from torch import nn
 
-from robodream.checkpoints import load_weights, read_config, write_model_dir
 from robodream.datasets.normalize import Normalizer
 from robodream.errors import RobodreamError
+from robodream.pretrained import PretrainedMixin
 
 PROBE_TYPE = "robodream.probe.cnn"
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
 POSITIONS = "positions"
 
 
@@ -97,8 +92,11 @@ def target_values(config: ProbeConfig, data: dict[str, Any]) -> np.ndarray:
     return np.concatenate([np.asarray(data[t.key])[:, t.start : t.start + t.size] for t in config.targets], axis=1)
 
 
-class StateSuccessProbe(nn.Module):
+class StateSuccessProbe(nn.Module, PretrainedMixin):
     """Frame -> (positions, success logit)."""
+
+    model_kind = "probe"
+    missing_hint = " (train one with `robodream train-probe`)"
 
     def __init__(self, config: ProbeConfig, normalizer: Normalizer | None = None):
         super().__init__()
@@ -144,36 +142,17 @@ class StateSuccessProbe(nn.Module):
         out["success_prob"] = torch.cat(probs).numpy() if probs else np.zeros(0, np.float32)
         return out
 
-    def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-
-        def write(tmp: Path) -> None:  # into a temporary sibling, renamed into place: never half-written
-            save_file(state, tmp / WEIGHTS_FILE)
-            (tmp / CONFIG_FILE).write_text(json.dumps(self.config.to_dict(), indent=2))
-
-        return write_model_dir(directory, write)
+    # -- saving (robodream.pretrained: save_pretrained / from_pretrained) -------------------------------------
+    def pretrained_config(self) -> dict[str, Any]:
+        return self.config.to_dict()
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, device: str = "cpu") -> StateSuccessProbe:
-        directory = Path(directory)
-        for candidate in (directory, directory / "model"):
-            if (candidate / CONFIG_FILE).is_file() and (candidate / WEIGHTS_FILE).is_file():
-                directory = candidate
-                break
-        else:
-            raise RobodreamError(f"no probe at {directory}: expected {CONFIG_FILE} and {WEIGHTS_FILE} (train one with "
-                                 "`robodream train-probe`)")
-        meta = read_config(directory / CONFIG_FILE)
+    def _from_pretrained_config(cls, config: dict[str, Any], directory: Path) -> StateSuccessProbe:
+        meta = dict(config)
         if meta.pop("model_type", None) != PROBE_TYPE:
             raise RobodreamError(f"{directory} is not a robodream probe")
         known = {f.name for f in fields(ProbeConfig)}
         if set(meta) - known:
             raise RobodreamError(f"{directory} has probe fields {sorted(set(meta) - known)} this robodream does not "
                                  "know")
-        probe = cls(ProbeConfig(**meta))
-        try:
-            probe.load_state_dict(load_weights(directory / WEIGHTS_FILE, device=device))
-        except RuntimeError as exc:
-            raise RobodreamError(f"the probe weights in {directory} do not fit its config: "
-                                 f"{str(exc).splitlines()[0]}") from None
-        return probe.to(device).eval()
+        return cls(ProbeConfig(**meta))
