@@ -39,7 +39,7 @@ def run_battery(src: Path, report: Path, extra: list[str]) -> None:
     env["PYTHONPATH"] = os.pathsep.join([str(src), str(REPO)])
     env["ROBODREAM_FAULTS_SRC"] = str(src)  # tests/faults/conftest.py runs the CLI from these sources
     subprocess.run([sys.executable, "-m", "pytest", "tests/faults", "-q", "-p", "no:cacheprovider",
-                    f"--junitxml={report}", *extra], cwd=REPO, env=env, check=False)
+                    f"--junitxml={report}", "--continue-on-collection-errors", *extra], cwd=REPO, env=env, check=False)
 
 
 def outcomes(report: Path) -> list[tuple[str, str, str]]:
