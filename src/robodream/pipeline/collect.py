@@ -27,7 +27,8 @@ from robodream.errors import RobodreamError
 from robodream.pipeline.config import to_dict, with_defaults
 from robodream.pipeline.interrupt import graceful_interrupt
 from robodream.pipeline.ray_pool import RayConfig
-from robodream.pipeline.workers import EXECUTORS, WorkerDied, make_executor
+from robodream.pipeline.seed_pool import WorkerDied
+from robodream.pipeline.workers import EXECUTORS, make_executor
 from robodream.robots.sim.env import EnvConfig
 from robodream.robots.sim.experts import ExpertConfig
 from robodream.robots.sim.jobs import ExpertEpisodes
