@@ -13,7 +13,6 @@ succeeded, so an interrupted run leaves no half-written store.
 from __future__ import annotations
 
 import hashlib
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -186,12 +185,8 @@ def _load_policy(cfg: GenerateConfig, store):
     return policy
 
 
-def remove_store(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
-
-
 def add_commands(sub) -> None:
-    from robodream.pipeline.cli import add_config_command, build_from_args
+    from robodream.pipeline.cli_args import add_config_command, build_from_args
 
     def run(ns) -> int:
         summary = generate(build_from_args(GenerateConfig, ns.args))

@@ -241,7 +241,7 @@ def fidelity_table(metrics: dict, horizons: tuple[int, ...] = (1, 2, 4, 8, 16, 3
 
 
 def add_commands(sub) -> None:
-    from robodream.pipeline.cli import add_config_command, build_from_args
+    from robodream.pipeline.cli_args import add_config_command, build_from_args
 
     def train(ns) -> int:
         train_world_model(build_from_args(TrainWorldModelConfig, ns.args))

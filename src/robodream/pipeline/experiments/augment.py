@@ -260,7 +260,8 @@ def _generate_stage(cfg: AugmentConfig, real: str, models: Path, seed: int, out:
         inputs["policy"] = str(policy)
 
     def run(previous: Previous) -> StageResult:
-        from robodream.pipeline.generate import GenerateConfig, generate, remove_store
+        from robodream.datasets.outputs import remove_store
+        from robodream.pipeline.generate import GenerateConfig, generate
 
         remove_store(store)  # a store from an earlier attempt must not survive a run that keeps nothing
         gen = GenerateConfig(wm=inputs["world_model"], probe=inputs["probe"], data=real, policy=inputs.get("policy"),
