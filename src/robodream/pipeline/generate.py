@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from robodream.errors import RobodreamError
+from robodream.trainer import parse_devices
 
 SOURCES = ("demo-actions", "policy")
 OUT_HINT = "pass overwrite=true to replace it"
@@ -65,6 +66,7 @@ class GenerateConfig:
             raise RobodreamError("filter.max_spread needs filter.samples >= 2 (the spread is measured across samples)")
         if self.noise < 0:
             raise RobodreamError(f"noise must be >= 0, got {self.noise}")
+        parse_devices(self.devices)  # a bad devices string fails here, not after the models are loaded
 
 
 def model_id(directory: Path) -> str:
@@ -122,7 +124,7 @@ def generate(cfg: GenerateConfig) -> GenerateSummary | None:
     module = GenerationModule(model, probe, store, settings, policy)
     partial = out.with_name(f".{out.name}.partial")
     writer = ShardWriter(partial, store, model.config.image_key, cfg.rollouts, cfg.progress)
-    trainer = L.Trainer(accelerator=cfg.accelerator, devices=_devices(cfg.devices), strategy=cfg.strategy,
+    trainer = L.Trainer(accelerator=cfg.accelerator, devices=parse_devices(cfg.devices), strategy=cfg.strategy,
                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, callbacks=[writer], use_distributed_sampler=False)
     # Rank 0 holds out='s writer lock for the whole run (and so owns, and first clears, the `.partial` shards).
@@ -169,11 +171,6 @@ def _load_models(cfg: GenerateConfig):
         raise RobodreamError(f"the probe reads {probe.config.image_size}px frames but the world model makes "
                              f"{model.config.image_size}px ones")
     return wm_dir, model, store, probe
-
-
-def _devices(text: str):
-    text = str(text).strip()
-    return int(text) if text.isdigit() else ("auto" if text == "auto" else [int(p) for p in text.split(",")])
 
 
 def _load_policy(cfg: GenerateConfig, store):

@@ -26,7 +26,7 @@ from robodream.pipeline.policy_stage import PolicyStageConfig, final_checkpoint,
 from robodream.pipeline.rank_stage import RankStageConfig, rank_stage
 from robodream.pipeline.stages import Previous, Stage, StageResult
 from robodream.robots.sim.env import EnvConfig
-from robodream.trainer import TrainerConfig
+from robodream.trainer import TrainerConfig, device_count
 from robodream.world_models.probe import ProbeConfig
 
 
@@ -190,7 +190,8 @@ def _generate_stage(cfg: GenerateStageConfig, store: str, wm_dir: Path, probe_di
     def run(previous: Previous) -> StageResult:
         from robodream.pipeline.generate import generate
 
-        if _devices(cfg.devices) > 1:
+        count = device_count(cfg.devices)
+        if count is None or count > 1:  # maybe several (auto, -1): DDP must not re-run the whole pipeline
             summary_lines = _generate_in_subprocess(generate_cfg, Path(synth).parent)
         else:
             summary = generate(generate_cfg)
@@ -202,11 +203,6 @@ def _generate_stage(cfg: GenerateStageConfig, store: str, wm_dir: Path, probe_di
     # Where the work runs (and whether a bar shows it) does not change the rollouts' seeds or the filters.
     return Stage(f"generate: {cfg.rollouts} rollouts of {cfg.horizon} steps ({cfg.source}) -> {synth}", "generate",
                  Path(synth).parent, cfg, run, inputs=inputs, ignore=("accelerator", "devices", "progress"))
-
-
-def _devices(text: str) -> int:
-    text = str(text).strip()
-    return 2 if text == "auto" else (int(text) if text.isdigit() else len(text.split(",")))
 
 
 def _generate_in_subprocess(cfg: GenerateConfig, folder: Path) -> list[str]:
