@@ -14,7 +14,7 @@ from pathlib import Path
 
 from robodream.errors import RobodreamError
 from robodream.pipeline.config import to_dict
-from robodream.pipeline.stages import Previous, Stage, StageResult
+from robodream.pipeline.stages import Previous, Stage, StageResult, stage_dir
 from robodream.pipeline.train_policy import policy_trainer
 from robodream.policies.configuration import PolicyConfig
 from robodream.robots.sim.env import EnvConfig
@@ -51,11 +51,6 @@ def kept_checkpoints(cfg: PolicyStageConfig, out: Path) -> list[Path]:
     """Every checkpoint a train-policy run with this config keeps: each checkpoint_every_steps, and the last."""
     every, last = cfg.trainer.checkpoint_every_steps, cfg.trainer.max_steps
     return [out / "checkpoints" / f"step_{step}" for step in sorted({*range(every, last + 1, every), last})]
-
-
-def stage_dir(path: str, run_dir: Path) -> Path:
-    """A stage's `out` key: relative paths live under the pipeline's out, absolute ones stay where they are."""
-    return Path(path) if Path(path).is_absolute() else run_dir / path
 
 
 def policy_stages(cfg: PolicyStageConfig, stores: dict[str, tuple[str, EnvConfig]], run_dir: Path) -> list[Stage]:

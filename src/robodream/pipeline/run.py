@@ -23,9 +23,9 @@ from robodream.errors import RobodreamError
 from robodream.pipeline.collect import CollectConfig, PlayDataConfig, collect
 from robodream.pipeline.config import save_config, to_dict
 from robodream.pipeline.merge import merge_stage
-from robodream.pipeline.policy_stage import PolicyStageConfig, policy_stages, stage_dir
+from robodream.pipeline.policy_stage import PolicyStageConfig, policy_stages
 from robodream.pipeline.rank_stage import RankStageConfig
-from robodream.pipeline.stages import Previous, Stage, StageResult, run_stages
+from robodream.pipeline.stages import Previous, Stage, StageResult, run_stages, stage_dir, stage_store
 from robodream.pipeline.synthetic_stage import (
     AugmentedPolicyStageConfig,
     GenerateStageConfig,
@@ -81,7 +81,7 @@ _COLLECT_RUNTIME_KEYS = ("workers", "executor", "ray", "resume", "overwrite")
 
 
 def _collect_stage(cfg: CollectConfig, run_dir: Path, name: str | None = None) -> Stage:
-    store = _store_path(cfg, run_dir)
+    store = stage_store(cfg.out, run_dir)
     hashed = cfg  # with `out` as written in the pipeline config, so the hash does not depend on the run's location
     cfg = replace(cfg, out=store, resume=False, overwrite=False)
 
@@ -107,11 +107,6 @@ def _collect_stage(cfg: CollectConfig, run_dir: Path, name: str | None = None) -
                  f"collect-{name}", run_dir / "data", hashed, run, ignore=_COLLECT_RUNTIME_KEYS)
 
 
-def _store_path(cfg: CollectConfig, run_dir: Path) -> str:
-    # Relative store paths live under the run directory, so runs never share stores by accident.
-    return cfg.out if "://" in cfg.out else str(run_dir / cfg.out)
-
-
 def _viz_stage(cfg: VizStageConfig, stores: list[str], run_dir: Path) -> Stage:
     def run(previous: Previous) -> StageResult:
         from robodream.datasets.reader import EpisodeStore
@@ -132,7 +127,7 @@ def _viz_stage(cfg: VizStageConfig, stores: list[str], run_dir: Path) -> Stage:
 
 
 def _report_stage(cfg: ReportStageConfig, earlier: list[Stage], run_dir: Path, command: str) -> Stage:
-    out = Path(cfg.out) if Path(cfg.out).is_absolute() else run_dir / cfg.out
+    out = stage_dir(cfg.out, run_dir)
 
     def run(previous: Previous) -> StageResult:
         from robodream.pipeline.report import write_report
@@ -153,7 +148,7 @@ def _play_stages(cfg: PipelineConfig, demo_store: str, run_dir: Path) -> tuple[l
     play = cfg.play.collect_config(demos, f"data/{task}_play.zarr")
     merged = str(run_dir / "data" / f"{task}+play.zarr")
     return [_collect_stage(play, run_dir, name=f"{task}-play"),
-            merge_stage([demo_store, _store_path(play, run_dir)], merged, f"merge-{task}+play",
+            merge_stage([demo_store, stage_store(play.out, run_dir)], merged, f"merge-{task}+play",
                         run_dir / "data")], merged
 
 
@@ -161,7 +156,7 @@ def plan(cfg: PipelineConfig, command: str) -> list[Stage]:
     """The pipeline's stages in order (nothing runs yet)."""
     run_dir = Path(cfg.out)
     stages = [_collect_stage(c, run_dir) for c in cfg.collect]
-    store_paths = [_store_path(c, run_dir) for c in cfg.collect]
+    store_paths = [stage_store(c.out, run_dir) for c in cfg.collect]
     stages.append(_viz_stage(cfg.viz, store_paths, run_dir))
     stores = {c.task: path for c, path in zip(cfg.collect, store_paths, strict=True)}
     world_model = None

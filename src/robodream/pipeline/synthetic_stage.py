@@ -22,9 +22,9 @@ from robodream.errors import RobodreamError
 from robodream.pipeline.config import save_config, to_dict
 from robodream.pipeline.generate import GenerateConfig, GenerateFilterConfig
 from robodream.pipeline.imagination import ImaginationConfig
-from robodream.pipeline.policy_stage import PolicyStageConfig, final_checkpoint, stage_dir, train_and_eval_stages
+from robodream.pipeline.policy_stage import PolicyStageConfig, final_checkpoint, train_and_eval_stages
 from robodream.pipeline.rank_stage import RankStageConfig, rank_stage
-from robodream.pipeline.stages import Previous, Stage, StageResult
+from robodream.pipeline.stages import Previous, Stage, StageResult, stage_dir
 from robodream.robots.sim.env import EnvConfig
 from robodream.trainer import TrainerConfig, device_count
 from robodream.world_models.probe import ProbeConfig

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from robodream.pipeline.config import to_dict
-from robodream.pipeline.stages import Previous, Stage, StageResult
+from robodream.pipeline.stages import Previous, Stage, StageResult, stage_dir
 from robodream.trainer import TrainerConfig
 from robodream.world_models.configuration import WorldModelConfig
 
@@ -37,7 +37,7 @@ class WorldModelStageConfig:
 def world_model_stages(cfg: WorldModelStageConfig, store: str, run_dir: Path) -> list[Stage]:
     """train-wm on `store` (path or URL: the `cfg.task` demos, with play data when the pipeline records some),
     then dream + eval-wm on its validation episodes."""
-    out = Path(cfg.out) if Path(cfg.out).is_absolute() else run_dir / cfg.out
+    out = stage_dir(cfg.out, run_dir)
     # The progress bar does not change the model, so it stays out of the hash.
     trainer = {k: v for k, v in to_dict(cfg.trainer).items() if k != "progress_bar"}
     train_config = {"task": cfg.task, "world_model": to_dict(cfg.world_model), "trainer": trainer,
