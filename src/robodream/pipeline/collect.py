@@ -16,7 +16,6 @@ import json
 import sys
 import time
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 from tqdm import tqdm
 
@@ -225,18 +224,12 @@ def collect(cfg: CollectConfig, progress: bool = True) -> CollectSummary:
     return summary
 
 
-def store_size_bytes(location: str) -> int:
-    """Bytes on disk of a local store (0 for URLs)."""
-    path = Path(location)
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
-
-
 def run_collect(cfg: CollectConfig) -> int:
     """CLI entry: collect, print the summary; exit status 130 after Ctrl-C, 1 when stopped early otherwise."""
     summary = collect(cfg)
     for line in summary.lines():
         print(line)
-    size = store_size_bytes(str(cfg.out))
+    size = layout.store_size_bytes(cfg.out)
     if size:
         print(f"size on disk   {size / 1e6:.1f} MB")
     if summary.interrupted:

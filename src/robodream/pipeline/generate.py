@@ -106,9 +106,9 @@ def generate(cfg: GenerateConfig) -> GenerateSummary | None:
     import lightning as L
 
     from robodream.datasets import outputs
+    from robodream.datasets.reader import parse_episode_selection
     from robodream.pipeline.generate_lightning import GenerationDataModule, GenerationModule, ShardWriter
     from robodream.pipeline.generation import GenerationSettings
-    from robodream.pipeline.info import parse_episode_selection
 
     out = Path(cfg.out)
     outputs.check_output(out, overwrite=cfg.overwrite, hint=OUT_HINT)  # before loading anything (datasets/outputs.py)

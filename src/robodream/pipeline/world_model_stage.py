@@ -57,13 +57,8 @@ def world_model_stages(cfg: WorldModelStageConfig, store: str, run_dir: Path) ->
     def evaluate(previous: Previous) -> StageResult:
         from robodream.datasets.reader import EpisodeStore
         from robodream.datasets.windows import split_episodes
-        from robodream.pipeline.world_model import (
-            DreamConfig,
-            EvalWorldModelConfig,
-            dream,
-            eval_world_model,
-            fidelity_table,
-        )
+        from robodream.pipeline.world_model import DreamConfig, EvalWorldModelConfig, dream, eval_world_model
+        from robodream.world_models.metrics import fidelity_table
 
         episodes = EpisodeStore.open(store, cache="disk").num_episodes
         _, val = split_episodes(episodes, cfg.val_fraction, cfg.trainer.seed)
