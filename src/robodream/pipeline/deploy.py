@@ -184,11 +184,11 @@ def _load_agent(cfg: DeployConfig, env_features: dict):
             raise RobodreamError("policy=expert reads the privileged cube/goal state, which only a simulator "
                                  "publishes: set robot.topics.environment_state (sim-arm: /sim/environment_state)")
         return make_expert(cfg.task)
-    from robodream.pipeline.evaluate import resolve_checkpoint
+    from robodream.pipeline.evaluate import resolve_policy_checkpoint
     from robodream.policies.pretrained import check_features, read_checkpoint_info
     from robodream.policies.runner import load_runner
 
-    checkpoint = resolve_checkpoint(cfg.policy)
+    checkpoint = resolve_policy_checkpoint(cfg.policy)
     info = read_checkpoint_info(checkpoint)
     check_features(info["features"], env_features, f"checkpoint {checkpoint}", f"robot {cfg.robot.name}",
                    "; set robot.image_size / cameras in the robot config to what the policy was trained on")

@@ -92,8 +92,8 @@ def run_checkpoints(run: str | Path) -> list[tuple[int, Path]]:
     return found
 
 
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint directory as given, or the latest checkpoint of a training run."""
+def resolve_policy_checkpoint(path: str | Path) -> Path:
+    """A policy checkpoint directory as given, or the latest checkpoint of a policy training run."""
     path = Path(path)
     if not path.exists():
         raise RobodreamError(f"policy {path} does not exist")
@@ -199,7 +199,7 @@ def _targets(cfg: EvalConfig) -> tuple[list[tuple[int | None, Path]], Path | Non
         return run_checkpoints(cfg.checkpoints), Path(cfg.checkpoints)
     if cfg.policy == EXPERT:
         return [], None
-    checkpoint = resolve_checkpoint(cfg.policy)
+    checkpoint = resolve_policy_checkpoint(cfg.policy)
     return [(None, checkpoint)], checkpoint
 
 

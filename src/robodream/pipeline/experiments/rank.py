@@ -78,7 +78,7 @@ class Agent:
 
 def agents(cfg: RankConfig) -> list[Agent]:
     """The agents to rank, in order: the run's checkpoints, the extra checkpoints, the expert's noise levels."""
-    from robodream.pipeline.evaluate import EXPERT, resolve_checkpoint, run_checkpoints
+    from robodream.pipeline.evaluate import EXPERT, resolve_policy_checkpoint, run_checkpoints
 
     found = []
     if cfg.policy_run:
@@ -87,7 +87,7 @@ def agents(cfg: RankConfig) -> list[Agent]:
         found += [Agent(f"{Path(cfg.policy_run).name}/{path.name}", "checkpoint", str(path), step=step)
                   for step, path in run_checkpoints(cfg.policy_run)]
     for given in cfg.checkpoints:
-        path = resolve_checkpoint(given)
+        path = resolve_policy_checkpoint(given)
         run = path.parent.parent.name if path.parent.name == "checkpoints" else path.parent.name
         match = re.match(r"^step_(\d+)$", path.name)
         found.append(Agent(f"{run}/{path.name}", "checkpoint", str(path), step=int(match[1]) if match else None))
