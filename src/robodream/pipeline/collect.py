@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from robodream.datasets import layout
 from robodream.datasets.outputs import check_output
-from robodream.datasets.writer import EpisodeWriter, create_store
+from robodream.datasets.writer import EpisodeWriter, open_recording
 from robodream.errors import RobodreamError
 from robodream.pipeline.config import to_dict, with_defaults
 from robodream.pipeline.interrupt import graceful_interrupt
@@ -134,9 +134,11 @@ def _store_features(env_features: dict) -> dict:
 
 
 def _open_writer(cfg: CollectConfig) -> EpisodeWriter:
+    from robodream.robots.sim.env import make_env
+
     provenance = {"env": to_dict(cfg.env), "expert": to_dict(cfg.expert)}
-    if cfg.resume and layout.store_exists(cfg.out):
-        writer = EpisodeWriter.open(cfg.out)
+
+    def same_config(writer: EpisodeWriter) -> None:
         recorded = writer.attrs.get("collection", {})
         for part, current in (("env", cfg.env), ("expert", cfg.expert)):
             # a store recorded before a config field existed was recorded with that field's default
@@ -145,20 +147,20 @@ def _open_writer(cfg: CollectConfig) -> EpisodeWriter:
                     f"cannot resume {cfg.out}: it was recorded with {part} config {json.dumps(recorded.get(part))}, "
                     f"this run has {json.dumps(provenance[part])}; use the same config or another out="
                 )
-        return writer
-    from robodream.robots.sim.env import make_env
 
-    # The output rule, before starting PyBullet: an existing out= that is not an episode store is refused.
-    # create_store checks again, builds the empty store in a temporary sibling and renames it into place.
-    check_output(cfg.out, overwrite=cfg.overwrite,
-                 hint="pass overwrite=true to replace it, or resume=true to add to it")
+    if not (cfg.resume and layout.store_exists(cfg.out)):
+        # The output rule, before starting PyBullet: an existing out= that is not an episode store is refused.
+        # create_store checks again, builds the empty store in a temporary sibling and renames it into place.
+        check_output(cfg.out, overwrite=cfg.overwrite,
+                     hint="pass overwrite=true to replace it, or resume=true to add to it")
     probe = make_env(cfg.env)  # only to read features, fps and camera of the task
     try:
-        return create_store(
-            cfg.out, fps=probe.fps, features=_store_features(probe.features), robot_type=probe.robot_type,
-            task=cfg.env.task, cameras=probe.cameras, extra_attrs={"collection": provenance},
-            overwrite=cfg.overwrite,
-        )
+        writer, _ = open_recording(
+            cfg.out, _store_features(probe.features), resume=cfg.resume, check=same_config,
+            recorder=f"task {cfg.env.task}", fix="use the same env config or another out=", fps=probe.fps,
+            robot_type=probe.robot_type, task=cfg.env.task, cameras=probe.cameras,
+            extra_attrs={"collection": provenance}, overwrite=cfg.overwrite)
+        return writer
     finally:
         probe.close()
 
