@@ -27,6 +27,34 @@ from robodream.errors import RobodreamError
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true")
 
 
+def parse_devices(devices: str | int, key: str = "devices") -> str | int | list[int]:
+    """A `devices` setting as Lightning's Trainer takes it: "auto" (Lightning's choice: every GPU of the chosen
+    accelerator, one process on a CPU), a count (4; -1: every device), or device ids ("0,1" -> [0, 1]).
+    The one parser for every config with a devices key (trainers, generate); `key` names it in the error."""
+    text = str(devices).strip()
+    if text == "auto":
+        return "auto"
+    if text.isdigit() or (text.startswith("-") and text[1:].isdigit()):
+        return int(text)
+    try:
+        ids = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        ids = []
+    if not ids:
+        raise RobodreamError(f"{key} must be auto, a count or ids like 0,1; got {text!r}")
+    return ids
+
+
+def device_count(devices: str | int) -> int | None:
+    """How many devices a `devices` setting asks for, or None when only Lightning knows ("auto", -1: as many
+    as it finds). Callers that must decide before Lightning starts (whether its DDP launcher will re-run the
+    command line) treat None as "maybe several"."""
+    parsed = parse_devices(devices)
+    if isinstance(parsed, list):
+        return len(parsed)
+    return None if parsed == "auto" or parsed < 0 else parsed
+
+
 @dataclass
 class DeviceConfig:
     """Where a training run executes. Every robodream trainer config has these keys, so moving a run from a
@@ -51,15 +79,7 @@ class DeviceConfig:
         self.parsed_devices()  # a bad devices string fails here, not after the data is loaded
 
     def parsed_devices(self) -> Any:
-        text = str(self.devices).strip()
-        if text == "auto":
-            return "auto"
-        if text.isdigit() or (text.startswith("-") and text[1:].isdigit()):
-            return int(text)
-        try:
-            return [int(part) for part in text.split(",") if part.strip()]
-        except ValueError:
-            raise RobodreamError(f"trainer.devices must be auto, a count or ids like 0,1; got {text!r}") from None
+        return parse_devices(self.devices, "trainer.devices")
 
     def on_one_device(self, command: str):
         """This config for a training stage of `robodream run`, which trains on one device: Lightning's DDP

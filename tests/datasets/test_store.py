@@ -7,7 +7,7 @@ import pytest
 import zarr
 
 from robodream.datasets.reader import EpisodeStore
-from robodream.datasets.writer import EpisodeWriter, create_store
+from robodream.datasets.writer import EpisodeWriter, create_store, open_recording
 from robodream.errors import RobodreamError
 from tests.conftest import TINY_FEATURES, make_episode
 
@@ -53,6 +53,25 @@ def test_reopened_writer_appends_after_existing_episodes(tiny_store):
     np.testing.assert_array_equal(store.episode(3)["action"], make_episode(6, 3)["action"])
     assert store.episode_meta(3)["source"] == "teleop"
     assert store.episode_meta(3)["seed"] == -1
+
+
+def test_recorders_reopen_only_a_store_that_records_their_features(tiny_store, tmp_path):
+    checked = []
+    writer, created = open_recording(tiny_store, TINY_FEATURES, resume=True, recorder="robot x", fix="use another out=",
+                                     check=checked.append)
+    assert not created and checked == [writer] and writer.num_episodes == 3
+    writer.close()
+    other = {**TINY_FEATURES, "action": {"dtype": "float32", "shape": [3], "names": ["dx", "dy", "dz"]}}
+    with pytest.raises(RobodreamError, match="cannot add to .* than robot x records; use another out="):
+        open_recording(tiny_store, other, resume=True, recorder="robot x", fix="use another out=")
+    EpisodeWriter.open(tiny_store).close()  # the refused writer released the store's lock
+    with pytest.raises(RobodreamError, match="already exists"):  # without resume, an existing store is not added to
+        open_recording(tiny_store, TINY_FEATURES, resume=False, recorder="robot x", fix="", fps=5, robot_type="t",
+                       task="t")
+    writer, created = open_recording(tmp_path / "new.zarr", TINY_FEATURES, resume=True, recorder="robot x", fix="",
+                                     fps=5, robot_type="t", task="t")
+    assert created and writer.num_episodes == 0
+    writer.close()
 
 
 def test_stats_are_stored_and_match_numpy(tiny_store):

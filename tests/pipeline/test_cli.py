@@ -54,3 +54,18 @@ def test_console_script_runs_as_a_module():
     result = subprocess.run([sys.executable, "-m", "robodream.pipeline.cli", "--help"], capture_output=True,
                             text=True, check=False)
     assert result.returncode == 0 and "collect" in result.stdout and "viz" in result.stdout
+
+
+def test_every_command_splits_its_words_one_way(capsys):
+    from robodream.pipeline.cli_args import split_config_args
+
+    split = split_config_args(["a.zarr", "base.yaml", "out=x.zarr", "more.yml", "b.zarr", "note=c.yaml"])
+    assert split.files == ["base.yaml", "more.yml"]
+    assert split.overrides == ["out=x.zarr", "note=c.yaml"]
+    assert split.others == ["a.zarr", "b.zarr"]
+    # a config command refuses a word that is neither, with one line
+    assert main(["collect", "episodes=1", "push_cube"]) == 2
+    assert "error: expected key=value, got 'push_cube'" in capsys.readouterr().err
+    # and the key=value-only importers name themselves
+    assert main(["import-zarr", "replay.zarr", "fps=10", "stray"]) == 2
+    assert "error: import-zarr: expected key=value options after the paths, got 'stray'" in capsys.readouterr().err

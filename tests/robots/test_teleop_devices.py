@@ -7,7 +7,7 @@ import pytest
 
 from robodream.errors import RobodreamError
 from robodream.robots.teleop import make_device
-from robodream.robots.teleop.device import TeleopCommand
+from robodream.robots.teleop.base import TeleopCommand
 from robodream.robots.teleop.gamepad import BUTTON_A, BUTTON_START, gamepad_command
 from robodream.robots.teleop.keyboard import LEFT, UP, KeyboardDevice
 from robodream.robots.teleop.spacemouse import spacemouse_command

@@ -89,6 +89,14 @@ def store_exists(location: str | os.PathLike, storage_options: dict | None = Non
         return False
 
 
+def store_size_bytes(location: str | os.PathLike) -> int:
+    """Bytes on disk of a local store (0 for URLs and missing stores)."""
+    if is_url(location):
+        return 0
+    path = local_path(location)
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
+
+
 def open_group(location: str | os.PathLike, read_only: bool, storage_options: dict | None = None) -> zarr.Group:
     """Open the root group of an existing episode store, checking its format and version."""
     if not is_url(location) and not local_path(location).exists():

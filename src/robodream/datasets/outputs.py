@@ -168,6 +168,11 @@ def lock_output(target: str | os.PathLike) -> OutputLock:
     return OutputLock(key)
 
 
+def remove_store(path: str | os.PathLike) -> None:
+    """Delete a local store or a partial one (missing is fine): what a run that keeps nothing leaves behind."""
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def remove_stale_temporaries(target: Path) -> None:
     """Clear what a killed run left beside `target` (call only while holding its lock): temporary folders go;
     an old output moved aside by a replace killed before the new one took its place is put back."""

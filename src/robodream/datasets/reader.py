@@ -41,6 +41,28 @@ def _all_finite(stats: dict[str, Any]) -> bool:
         return False
 
 
+def parse_episode_selection(text: str, num_episodes: int) -> list[int]:
+    """'0-3' -> [0, 1, 2, 3]; '0,2,5-6' -> [0, 2, 5, 6]; 'all' -> every episode. Ranges are inclusive."""
+    if text.strip() == "all":
+        return list(range(num_episodes))
+    selected: list[int] = []
+    for part in text.split(","):
+        first, sep, last = part.strip().partition("-")
+        try:
+            lo = int(first)
+            hi = int(last) if sep else lo
+        except ValueError:
+            raise RobodreamError(f"bad episode selection {text!r}: use e.g. 0-3 or 0,2,5-7") from None
+        if lo > hi:
+            raise RobodreamError(f"bad episode range {part!r}: start is after end")
+        selected.extend(range(lo, hi + 1))
+    out_of_range = [i for i in selected if not 0 <= i < num_episodes]
+    if out_of_range:
+        raise RobodreamError(f"episodes {out_of_range} do not exist: the store holds {num_episodes} "
+                             f"(0-{num_episodes - 1})")
+    return list(dict.fromkeys(selected))
+
+
 class EpisodeStore:
     """A read-only view of the committed episodes of a store.
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -205,6 +206,28 @@ def repair_store(location: str | os.PathLike, storage_options: dict | None = Non
         lock.release()
 
 
+def open_recording(location: str | os.PathLike, features: dict[str, Feature], *, resume: bool, recorder: str,
+                   fix: str, check: Callable[[EpisodeWriter], None] | None = None,
+                   **create: Any) -> tuple[EpisodeWriter, bool]:
+    """The store a recorder (collect, teleop, deploy, record-ros) adds episodes to, and whether it was created.
+
+    With `resume` and a store at `location`: that store, after `check(writer)` (e.g. the recorded config is
+    this run's) and a check that it records exactly `features` (else one line naming `recorder` and `fix`).
+    Otherwise a new store: `create_store(location, features=features, **create)` (fps, robot_type, task,
+    cameras, extra_attrs, overwrite), under the output rule."""
+    if resume and layout.store_exists(location):
+        writer = EpisodeWriter.open(location)
+        try:
+            if check is not None:
+                check(writer)
+        except BaseException:
+            writer.close(compute_stats=False)
+            raise
+        writer.check_features(features, recorder, fix)
+        return writer, False
+    return create_store(location, features=features, **create), True
+
+
 class EpisodeWriter:
     """Appends whole episodes to a store. Open with `create_store` or `EpisodeWriter.open`."""
 
@@ -233,18 +256,14 @@ class EpisodeWriter:
             lock.release()
             raise
 
-    @classmethod
-    def open_matching(cls, location: str | os.PathLike, features: dict[str, Feature], recorder: str,
-                      fix: str) -> EpisodeWriter:
-        """`open` a store to add episodes recorded with `features`, refusing one that records other features
-        (`recorder` names what records them, `fix` what to do instead, in the one-line error)."""
-        writer = cls.open(location)
-        stored = {k: v for k, v in writer.features.items() if k != layout.TIMESTAMP}
+    def check_features(self, features: dict[str, Feature], recorder: str, fix: str) -> None:
+        """Refuse (closing this writer) a store that records other features than `features` (`recorder` names
+        what records them, `fix` what to do instead, in the one-line error)."""
+        stored = {k: v for k, v in self.features.items() if k != layout.TIMESTAMP}
         if stored != features:
-            writer.close(compute_stats=False)
-            raise RobodreamError(f"cannot add to {location}: it holds {sorted(stored)} with other shapes or names "
-                                 f"than {recorder} records; {fix}")
-        return writer
+            self.close(compute_stats=False)
+            raise RobodreamError(f"cannot add to {self.location}: it holds {sorted(stored)} with other shapes or "
+                                 f"names than {recorder} records; {fix}")
 
     def keep_episode_tasks(self, task: str) -> None:
         """Make this store one of mixed tasks: meta/episode_task holds every episode's task (the committed ones get

@@ -27,35 +27,14 @@ from collections.abc import Sequence
 
 from robodream import __version__
 from robodream.errors import RobodreamError, error_line
-
-
-def _split_config_args(args: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Positional args: YAML files (merged in order) and key=value overrides."""
-    files = [a for a in args if "=" not in a and a.endswith((".yaml", ".yml"))]
-    overrides = [a for a in args if a not in files]
-    return files, overrides
-
-
-class _ConfigShown(Exception):
-    """--show-config: the handler's config was printed; the command stops before doing anything."""
-
-
-_show_config_only = False  # set by main() for --show-config
-
-
-def build_from_args(schema, args: Sequence[str]):
-    """A config from positional args: YAML files (merged in order) and key=value overrides.
-
-    With --show-config it prints the resolved config instead and stops the command (every config command
-    builds its config here first, after its own argument handling, so what is shown is what would run)."""
-    from robodream.pipeline.config import build_config, to_yaml
-
-    files, overrides = _split_config_args(args)
-    config = build_config(schema, overrides, files)
-    if _show_config_only:
-        print(to_yaml(config), end="")
-        raise _ConfigShown
-    return config
+from robodream.pipeline.cli_args import (
+    ConfigShown,
+    RobodreamParser,
+    add_config_command,
+    build_from_args,
+    show_config_only,
+    split_config_args,
+)
 
 
 def _cmd_collect(ns: argparse.Namespace) -> int:
@@ -105,41 +84,6 @@ def _cmd_run(ns: argparse.Namespace) -> int:
         for path in paths:
             print(f"  {kind:<7} {path}")
     return 0
-
-
-def load_schema(schema: str) -> type:
-    """The config dataclass named "module:Class" (imported only when asked for: building the parser stays fast)."""
-    module, _, name = schema.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
-class RobodreamParser(argparse.ArgumentParser):
-    """An argument parser whose --help ends with the config keys of its command, when it has a config schema."""
-
-    config_schema: str | None = None
-
-    def format_help(self) -> str:
-        text = super().format_help()
-        if self.config_schema is None:
-            return text
-        from robodream.pipeline.config import describe_keys
-
-        keys = describe_keys(load_schema(self.config_schema))
-        listing = "\n".join(line.rstrip() for line in keys)
-        return f"{text}\nconfig keys (defaults; set as key=value or section.key=value):\n{listing}\n"
-
-
-def add_config_command(sub, name: str, help_text: str, handler, schema: str | None = None) -> argparse.ArgumentParser:
-    """A subcommand whose positional arguments are YAML files and key=value overrides; `schema` ("module:Class",
-    the config dataclass) makes --help list its keys and enables --show-config."""
-    cmd = sub.add_parser(name, help=help_text, description=help_text)
-    cmd.add_argument("args", nargs="*", metavar="config.yaml|key=value",
-                     help="YAML config files and dotted overrides, e.g. episodes=20 env.image_size=96")
-    cmd.add_argument("--show-config", action="store_true",
-                     help="print the resolved config (defaults < files < overrides) as YAML and exit")
-    cmd.config_schema = schema
-    cmd.set_defaults(handler=handler)
-    return cmd
 
 
 def _add_core_commands(sub) -> None:
@@ -197,16 +141,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     # parse_known_args + re-attaching key=value leftovers lets config overrides come after options too
     # (`robodream dream --episodes 0-7 seed=3`), which plain argparse refuses once an option was seen.
     ns, extra = parser.parse_known_args(argv)
-    leftovers = [a for a in extra if "=" in a or a.endswith((".yaml", ".yml"))]
+    not_config = split_config_args(extra).others
+    leftovers = [a for a in extra if a not in not_config]
     if len(leftovers) != len(extra) or (leftovers and not hasattr(ns, "args")):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if leftovers:
         ns.args = [*ns.args, *leftovers]
-    global _show_config_only
-    _show_config_only = bool(getattr(ns, "show_config", False))
+    show_config_only(bool(getattr(ns, "show_config", False)))
     try:
         return ns.handler(ns)
-    except _ConfigShown:
+    except ConfigShown:
         return 0
     except RobodreamError as exc:
         print(f"error: {error_line(exc)}", file=sys.stderr)
@@ -220,8 +164,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # `python -m robodream.pipeline.cli`: run the imported module's main, not this __main__ copy's, so that the
-    # handlers (which import robodream.pipeline.cli) share its --show-config state.
-    from robodream.pipeline.cli import main as _main
-
-    sys.exit(_main())
+    sys.exit(main())

@@ -16,19 +16,19 @@ import json
 import sys
 import time
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 from tqdm import tqdm
 
 from robodream.config_fields import runtime
 from robodream.datasets import layout
 from robodream.datasets.outputs import check_output
-from robodream.datasets.writer import EpisodeWriter, create_store
+from robodream.datasets.writer import EpisodeWriter, open_recording
 from robodream.errors import RobodreamError
 from robodream.pipeline.config import to_dict, with_defaults
 from robodream.pipeline.interrupt import graceful_interrupt
 from robodream.pipeline.ray_pool import RayConfig
-from robodream.pipeline.workers import EXECUTORS, WorkerDied, make_executor
+from robodream.pipeline.seed_pool import WorkerDied
+from robodream.pipeline.workers import EXECUTORS, make_executor
 from robodream.robots.sim.env import EnvConfig
 from robodream.robots.sim.experts import ExpertConfig
 from robodream.robots.sim.jobs import ExpertEpisodes
@@ -135,9 +135,11 @@ def _store_features(env_features: dict) -> dict:
 
 
 def _open_writer(cfg: CollectConfig) -> EpisodeWriter:
+    from robodream.robots.sim.env import make_env
+
     provenance = {"env": to_dict(cfg.env), "expert": to_dict(cfg.expert)}
-    if cfg.resume and layout.store_exists(cfg.out):
-        writer = EpisodeWriter.open(cfg.out)
+
+    def same_config(writer: EpisodeWriter) -> None:
         recorded = writer.attrs.get("collection", {})
         for part, current in (("env", cfg.env), ("expert", cfg.expert)):
             # a store recorded before a config field existed was recorded with that field's default
@@ -146,20 +148,20 @@ def _open_writer(cfg: CollectConfig) -> EpisodeWriter:
                     f"cannot resume {cfg.out}: it was recorded with {part} config {json.dumps(recorded.get(part))}, "
                     f"this run has {json.dumps(provenance[part])}; use the same config or another out="
                 )
-        return writer
-    from robodream.robots.sim.env import make_env
 
-    # The output rule, before starting PyBullet: an existing out= that is not an episode store is refused.
-    # create_store checks again, builds the empty store in a temporary sibling and renames it into place.
-    check_output(cfg.out, overwrite=cfg.overwrite,
-                 hint="pass overwrite=true to replace it, or resume=true to add to it")
+    if not (cfg.resume and layout.store_exists(cfg.out)):
+        # The output rule, before starting PyBullet: an existing out= that is not an episode store is refused.
+        # create_store checks again, builds the empty store in a temporary sibling and renames it into place.
+        check_output(cfg.out, overwrite=cfg.overwrite,
+                     hint="pass overwrite=true to replace it, or resume=true to add to it")
     probe = make_env(cfg.env)  # only to read features, fps and camera of the task
     try:
-        return create_store(
-            cfg.out, fps=probe.fps, features=_store_features(probe.features), robot_type=probe.robot_type,
-            task=cfg.env.task, cameras=probe.cameras, extra_attrs={"collection": provenance},
-            overwrite=cfg.overwrite,
-        )
+        writer, _ = open_recording(
+            cfg.out, _store_features(probe.features), resume=cfg.resume, check=same_config,
+            recorder=f"task {cfg.env.task}", fix="use the same env config or another out=", fps=probe.fps,
+            robot_type=probe.robot_type, task=cfg.env.task, cameras=probe.cameras,
+            extra_attrs={"collection": provenance}, overwrite=cfg.overwrite)
+        return writer
     finally:
         probe.close()
 
@@ -225,18 +227,12 @@ def collect(cfg: CollectConfig, progress: bool = True) -> CollectSummary:
     return summary
 
 
-def store_size_bytes(location: str) -> int:
-    """Bytes on disk of a local store (0 for URLs)."""
-    path = Path(location)
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
-
-
 def run_collect(cfg: CollectConfig) -> int:
     """CLI entry: collect, print the summary; exit status 130 after Ctrl-C, 1 when stopped early otherwise."""
     summary = collect(cfg)
     for line in summary.lines():
         print(line)
-    size = store_size_bytes(str(cfg.out))
+    size = layout.store_size_bytes(cfg.out)
     if size:
         print(f"size on disk   {size / 1e6:.1f} MB")
     if summary.interrupted:

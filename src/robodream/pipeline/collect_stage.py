@@ -12,12 +12,12 @@ from pathlib import Path
 
 from robodream.errors import RobodreamError
 from robodream.pipeline.collect import CollectConfig
-from robodream.pipeline.stages import Previous, Stage, StageResult, hashed
+from robodream.pipeline.stages import Previous, Stage, StageResult, hashed, stage_store
 
 
 def store_path(cfg: CollectConfig, run_dir: Path) -> str:
     """Where the store goes: relative paths live under the run directory, so runs never share stores by accident."""
-    return cfg.out if "://" in cfg.out else str(run_dir / cfg.out)
+    return stage_store(cfg.out, run_dir)
 
 
 def collect_stage(cfg: CollectConfig, run_dir: Path, name: str | None = None, progress: bool = True) -> Stage:

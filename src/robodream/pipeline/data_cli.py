@@ -19,20 +19,13 @@ import argparse
 from robodream.errors import RobodreamError
 
 
-def _options(values: list[str], what: str) -> list[str]:
-    for value in values:
-        if "=" not in value:
-            raise RobodreamError(f"{what}: expected key=value options after the paths, got {value!r}")
-    return values
-
-
 def _print(lines: list[str]) -> int:
     print("\n".join(lines))
     return 0
 
 
 def _cmd_teleop(ns: argparse.Namespace) -> int:
-    from robodream.pipeline.cli import build_from_args
+    from robodream.pipeline.cli_args import build_from_args
     from robodream.pipeline.teleop import TeleopConfig, TeleopSession
     from robodream.pipeline.teleop_window import OpenCVWindow
 
@@ -43,35 +36,36 @@ def _cmd_teleop(ns: argparse.Namespace) -> int:
 def _cmd_import_bag(ns: argparse.Namespace) -> int:
     from robodream.datasets.importers.rosbag import import_bags
     from robodream.datasets.importers.rosbag_mapping import BagImportConfig
-    from robodream.pipeline.config import build_config
+    from robodream.pipeline.cli_args import split_config_args
+    from robodream.pipeline.config import YAML_SUFFIXES, build_config
 
     # argparse cannot take positionals after an option, so --map swallows what follows it (see add_commands)
-    mapping, items = ns.map[0], ns.args + ns.map[1:]
-    if not mapping.endswith((".yaml", ".yml")):
+    mapping, split = ns.map[0], split_config_args(ns.args + ns.map[1:])
+    if not mapping.endswith(YAML_SUFFIXES):
         raise RobodreamError(f"import-bag: --map takes a mapping YAML file (e.g. configs/import/widowx200.yaml), "
                              f"got {mapping!r}")
-    paths = [a for a in items if "=" not in a]
-    if not paths:
+    if not split.others:
         raise RobodreamError("import-bag: give at least one bag (a .bag/.mcap/.db3 file, a rosbag2 folder, or a "
                              "folder of bags)")
-    cfg = build_config(BagImportConfig, [a for a in items if "=" in a], [mapping])
-    return _print(import_bags(paths, cfg).lines())
+    # more YAML files merge over the mapping, in order, as for every other command
+    cfg = build_config(BagImportConfig, split.overrides, [mapping, *split.files])
+    return _print(import_bags(split.others, cfg).lines())
 
 
 def _cmd_import_lerobot(ns: argparse.Namespace) -> int:
     from robodream.datasets.importers.lerobot import LeRobotImportConfig, import_lerobot
-    from robodream.pipeline.config import build_config
+    from robodream.pipeline.cli_args import config_from_args
 
-    cfg = build_config(LeRobotImportConfig, _options(ns.options, "import-lerobot"))
+    cfg = config_from_args(LeRobotImportConfig, ns.options, "import-lerobot")
     return _print(import_lerobot(ns.dataset, cfg).lines())
 
 
 def _cmd_export_lerobot(ns: argparse.Namespace) -> int:
     from robodream.datasets import layout
     from robodream.datasets.importers.lerobot_export import LeRobotExportConfig, export_lerobot
-    from robodream.pipeline.config import build_config
+    from robodream.pipeline.cli_args import config_from_args
 
-    cfg = build_config(LeRobotExportConfig, _options(ns.options, "export-lerobot"))
+    cfg = config_from_args(LeRobotExportConfig, ns.options, "export-lerobot")
     if not layout.is_url(ns.dataset):  # the dataset is written next to where it goes, then renamed into place
         layout.check_writable_dir(layout.local_path(ns.dataset).parent)
     return _print(export_lerobot(ns.store, ns.dataset, cfg))
@@ -79,15 +73,15 @@ def _cmd_export_lerobot(ns: argparse.Namespace) -> int:
 
 def _cmd_import_zarr(ns: argparse.Namespace) -> int:
     from robodream.datasets.importers.replay_buffer import ReplayImportConfig, import_replay_buffer
-    from robodream.pipeline.config import build_config
+    from robodream.pipeline.cli_args import config_from_args
 
-    cfg = build_config(ReplayImportConfig, _options(ns.options, "import-zarr"))
+    cfg = config_from_args(ReplayImportConfig, ns.options, "import-zarr")
     return _print(import_replay_buffer(ns.source, cfg).lines())
 
 
 def add_commands(sub) -> None:
     """Register teleop, import-bag, import-lerobot, export-lerobot and import-zarr."""
-    from robodream.pipeline.cli import add_config_command
+    from robodream.pipeline.cli_args import add_config_command
 
     add_config_command(sub, "teleop", "drive the simulated arm from the keyboard and record episodes", _cmd_teleop,
                        "robodream.pipeline.teleop:TeleopConfig")

@@ -200,14 +200,14 @@ def _load_agent(cfg: DeployConfig, env_features: dict):
 
 
 def _open_store(cfg: DeployConfig, env):
-    from robodream.datasets import layout
-    from robodream.datasets.writer import EpisodeWriter, create_store
+    from robodream.datasets.writer import open_recording
 
     features = {**env.features, "reward": {"dtype": "float32", "shape": [], "names": None}}
-    if layout.store_exists(cfg.store):
-        return EpisodeWriter.open_matching(cfg.store, features, f"robot {cfg.robot.name}", "use another store=")
-    return create_store(cfg.store, fps=env.fps, features=features, robot_type=env.robot_type, task=cfg.task,
-                        cameras=env.cameras, extra_attrs={"deploy": {"robot": cfg.robot.name}})
+    # deployments always add to store= (there is no resume key: each run's episodes join the earlier ones)
+    writer, _ = open_recording(cfg.store, features, resume=True, recorder=f"robot {cfg.robot.name}",
+                               fix="use another store=", fps=env.fps, robot_type=env.robot_type, task=cfg.task,
+                               cameras=env.cameras, extra_attrs={"deploy": {"robot": cfg.robot.name}})
+    return writer
 
 
 def run_deploy(cfg: DeployConfig) -> list[str]:

@@ -12,7 +12,7 @@ import argparse
 
 
 def _cmd_augment(ns: argparse.Namespace) -> int:
-    from robodream.pipeline.cli import build_from_args
+    from robodream.pipeline.cli_args import build_from_args
     from robodream.pipeline.experiments.augment import AugmentConfig, run_augment
 
     files = run_augment(build_from_args(AugmentConfig, ns.args))
@@ -21,7 +21,7 @@ def _cmd_augment(ns: argparse.Namespace) -> int:
 
 
 def _cmd_rank(ns: argparse.Namespace) -> int:
-    from robodream.pipeline.cli import build_from_args
+    from robodream.pipeline.cli_args import build_from_args
     from robodream.pipeline.experiments.rank import RankConfig, run_rank
 
     run_rank(build_from_args(RankConfig, ns.args))
@@ -30,7 +30,7 @@ def _cmd_rank(ns: argparse.Namespace) -> int:
 
 def add_commands(sub) -> None:
     """Add `experiment` with its two experiments to the `robodream` parser."""
-    from robodream.pipeline.cli import add_config_command
+    from robodream.pipeline.cli_args import add_config_command
 
     experiment = sub.add_parser("experiment", help="run a synthetic-data experiment: augment or rank",
                                 description="run a synthetic-data experiment; a re-run skips finished sub-steps")

@@ -12,7 +12,6 @@ succeeded, so an interrupted run leaves no half-written store.
 
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from robodream.config_fields import runtime
 from robodream.errors import RobodreamError
 from robodream.hashing import sha256_file
 from robodream.pretrained import WEIGHTS_FILE
+from robodream.trainer import parse_devices
 
 SOURCES = ("demo-actions", "policy")
 OUT_HINT = "pass overwrite=true to replace it"
@@ -68,6 +68,7 @@ class GenerateConfig:
             raise RobodreamError("filter.max_spread needs filter.samples >= 2 (the spread is measured across samples)")
         if self.noise < 0:
             raise RobodreamError(f"noise must be >= 0, got {self.noise}")
+        parse_devices(self.devices)  # a bad devices string fails here, not after the models are loaded
 
 
 def model_id(directory: Path) -> str:
@@ -103,9 +104,9 @@ def generate(cfg: GenerateConfig) -> GenerateSummary | None:
     import lightning as L
 
     from robodream.datasets import outputs
+    from robodream.datasets.reader import parse_episode_selection
     from robodream.pipeline.generate_lightning import GenerationDataModule, GenerationModule, ShardWriter
     from robodream.pipeline.generation import GenerationSettings
-    from robodream.pipeline.info import parse_episode_selection
 
     out = Path(cfg.out)
     outputs.check_output(out, overwrite=cfg.overwrite, hint=OUT_HINT)  # before loading anything (datasets/outputs.py)
@@ -121,7 +122,7 @@ def generate(cfg: GenerateConfig) -> GenerateSummary | None:
     module = GenerationModule(model, probe, store, settings, policy)
     partial = out.with_name(f".{out.name}.partial")
     writer = ShardWriter(partial, store, model.config.image_key, cfg.rollouts, cfg.progress)
-    trainer = L.Trainer(accelerator=cfg.accelerator, devices=_devices(cfg.devices), strategy=cfg.strategy,
+    trainer = L.Trainer(accelerator=cfg.accelerator, devices=parse_devices(cfg.devices), strategy=cfg.strategy,
                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, callbacks=[writer], use_distributed_sampler=False)
     # Rank 0 holds out='s writer lock for the whole run (and so owns, and first clears, the `.partial` shards).
@@ -170,11 +171,6 @@ def _load_models(cfg: GenerateConfig):
     return wm_dir, model, store, probe
 
 
-def _devices(text: str):
-    text = str(text).strip()
-    return int(text) if text.isdigit() else ("auto" if text == "auto" else [int(p) for p in text.split(",")])
-
-
 def _load_policy(cfg: GenerateConfig, store):
     from robodream.policies.pretrained import check_features, load_pretrained
 
@@ -184,12 +180,8 @@ def _load_policy(cfg: GenerateConfig, store):
     return policy
 
 
-def remove_store(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
-
-
 def add_commands(sub) -> None:
-    from robodream.pipeline.cli import add_config_command, build_from_args
+    from robodream.pipeline.cli_args import add_config_command, build_from_args
 
     def run(ns) -> int:
         summary = generate(build_from_args(GenerateConfig, ns.args))

@@ -108,9 +108,8 @@ class ShardWriter(BasePredictionWriter):
     def finish(self, out: Path, world_size: int, summary) -> None:
         """Rank 0, after every device finished: merge shards in rank order and move the result into place."""
         from robodream.datasets.layout import describe_os_error
-        from robodream.datasets.outputs import replace_output
+        from robodream.datasets.outputs import remove_store, replace_output
         from robodream.errors import RobodreamError
-        from robodream.pipeline.generate import remove_store
 
         shards = [_shard(self.partial, r, world_size) for r in range(world_size)]
         for shard in shards:
@@ -135,7 +134,7 @@ class ShardWriter(BasePredictionWriter):
         self._remove_counts(shards)
 
     def discard(self, world_size: int) -> None:
-        from robodream.pipeline.generate import remove_store
+        from robodream.datasets.outputs import remove_store
 
         shards = [_shard(self.partial, r, world_size) for r in range(world_size)]
         for shard in shards:

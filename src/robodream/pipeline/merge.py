@@ -148,13 +148,12 @@ def merge(cfg: MergeConfig) -> MergeSummary:
 
 
 def _cmd_merge(ns: argparse.Namespace) -> int:
-    from robodream.pipeline.config import YAML_SUFFIXES, build_config
+    from robodream.pipeline.cli_args import split_config_args
+    from robodream.pipeline.config import build_config
 
-    files = [a for a in ns.args if "=" not in a and a.endswith(YAML_SUFFIXES)]
-    overrides = [a for a in ns.args if "=" in a]
-    named = [a for a in ns.args if a not in files and a not in overrides]
-    cfg = build_config(MergeConfig, overrides, files)
-    cfg = replace(cfg, stores=[*cfg.stores, *named])  # replace() re-runs the validation with every store
+    split = split_config_args(ns.args)
+    cfg = build_config(MergeConfig, split.overrides, split.files)
+    cfg = replace(cfg, stores=[*cfg.stores, *split.others])  # replace() re-runs the validation with every store
     summary = merge(cfg)
     print("\n".join(summary.lines()))
     return 0

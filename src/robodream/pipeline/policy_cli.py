@@ -6,14 +6,14 @@ import argparse
 
 
 def _cmd_train_policy(ns: argparse.Namespace) -> int:
-    from robodream.pipeline.cli import build_from_args
+    from robodream.pipeline.cli_args import build_from_args
     from robodream.pipeline.train_policy import TrainPolicyConfig, run_train_policy
 
     return run_train_policy(build_from_args(TrainPolicyConfig, ns.args))
 
 
 def _cmd_eval(ns: argparse.Namespace) -> int:
-    from robodream.pipeline.cli import build_from_args
+    from robodream.pipeline.cli_args import build_from_args
     from robodream.pipeline.evaluate import EvalConfig, run_eval
 
     args = [*ns.args, f"checkpoints={ns.checkpoints}"] if ns.checkpoints else list(ns.args)
@@ -27,7 +27,7 @@ _ENV_ALIASES = {"env=world_model": "imagine=true", "env=pybullet": "imagine=fals
 
 def add_commands(sub) -> None:
     """Add train-policy and eval to the `robodream` parser."""
-    from robodream.pipeline.cli import add_config_command
+    from robodream.pipeline.cli_args import add_config_command
 
     add_config_command(sub, "train-policy", "train a diffusion or BC policy on episode stores (Lightning, EMA, "
                        "kept checkpoints, resume=true)", _cmd_train_policy,

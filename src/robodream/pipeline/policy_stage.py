@@ -18,7 +18,7 @@ from typing import Any
 from robodream.config_fields import runtime
 from robodream.errors import RobodreamError
 from robodream.pipeline.evaluate import EvalConfig
-from robodream.pipeline.stages import Previous, Stage, StageResult, hashed
+from robodream.pipeline.stages import Previous, Stage, StageResult, hashed, stage_dir
 from robodream.pipeline.train_policy import TrainPolicyConfig, policy_trainer
 from robodream.policies.configuration import PolicyConfig
 from robodream.robots.sim.env import EnvConfig
@@ -55,11 +55,6 @@ def kept_checkpoints(cfg: PolicyStageConfig, out: Path) -> list[Path]:
     """Every checkpoint a train-policy run with this config keeps: each checkpoint_every_steps, and the last."""
     every, last = cfg.trainer.checkpoint_every_steps, cfg.trainer.max_steps
     return [out / "checkpoints" / f"step_{step}" for step in sorted({*range(every, last + 1, every), last})]
-
-
-def stage_dir(path: str, run_dir: Path) -> Path:
-    """A stage's `out` key: relative paths live under the pipeline's out, absolute ones stay where they are."""
-    return Path(path) if Path(path).is_absolute() else run_dir / path
 
 
 def policy_stages(cfg: PolicyStageConfig, stores: dict[str, tuple[str, EnvConfig]], run_dir: Path) -> list[Stage]:

@@ -70,7 +70,7 @@ def metrics_lines(metrics: dict) -> list[str]:
 
 
 def add_commands(sub) -> None:
-    from robodream.pipeline.cli import add_config_command, build_from_args
+    from robodream.pipeline.cli_args import add_config_command, build_from_args
 
     def run(ns) -> int:
         model, metrics = train_probe_command(build_from_args(TrainProbeConfig, ns.args))

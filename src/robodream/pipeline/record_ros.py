@@ -207,18 +207,17 @@ class Recorder:
         return data
 
     def _open_store(self):
-        from robodream.datasets import layout
-        from robodream.datasets.writer import EpisodeWriter, create_store
+        from robodream.datasets.writer import open_recording
 
         cfg, arm = self.cfg, self.arm
         features = {**arm.observation_features, **arm.action_features}
-        if cfg.resume and layout.store_exists(cfg.out):
-            return EpisodeWriter.open_matching(cfg.out, features, f"robot {cfg.robot.name}", "use another out=")
         cameras = {n: {"width": cfg.robot.image_size, "height": cfg.robot.image_size, "topic": c.topic}
                    for n, c in cfg.robot.cameras.items()}
-        return create_store(cfg.out, fps=cfg.robot.fps, features=features, robot_type=cfg.robot.name, task=cfg.task,
-                            cameras=cameras, overwrite=cfg.overwrite,
-                            extra_attrs={"record_ros": {"robot": cfg.robot.name, "action": cfg.action}})
+        writer, _ = open_recording(cfg.out, features, resume=cfg.resume, recorder=f"robot {cfg.robot.name}",
+                                   fix="use another out=", fps=cfg.robot.fps, robot_type=cfg.robot.name,
+                                   task=cfg.task, cameras=cameras, overwrite=cfg.overwrite,
+                                   extra_attrs={"record_ros": {"robot": cfg.robot.name, "action": cfg.action}})
+        return writer
 
 
 def run_record_ros(cfg: RecordRosConfig) -> list[str]:

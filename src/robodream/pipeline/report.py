@@ -70,7 +70,7 @@ def _dataset_section(stores: list[Path], files: list[Path], run_dir: Path) -> Se
 
 
 def _fidelity_section(files: list[Path], run_dir: Path) -> Section:
-    from robodream.pipeline.world_model import fidelity_table
+    from robodream.world_models.metrics import fidelity_table
 
     section = Section("World-model fidelity against horizon")
     metrics_files = [f for f in files if f.name == "metrics.json" and (f.parent / "fidelity.png").exists()]

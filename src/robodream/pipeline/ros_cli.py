@@ -11,7 +11,7 @@ import argparse
 
 
 def _cmd_sim_arm(ns: argparse.Namespace) -> int:
-    from robodream.pipeline.cli import build_from_args
+    from robodream.pipeline.cli_args import build_from_args
     from robodream.robots.ros2.node import require_rclpy
     from robodream.robots.ros2.sim_node import SimArmConfig, run_sim_arm
 
@@ -21,7 +21,7 @@ def _cmd_sim_arm(ns: argparse.Namespace) -> int:
 
 
 def _cmd_deploy(ns: argparse.Namespace) -> int:
-    from robodream.pipeline.cli import build_from_args
+    from robodream.pipeline.cli_args import build_from_args
     from robodream.pipeline.deploy import DeployConfig, run_deploy
     from robodream.robots.ros2.node import require_rclpy
 
@@ -32,7 +32,7 @@ def _cmd_deploy(ns: argparse.Namespace) -> int:
 
 
 def _cmd_record_ros(ns: argparse.Namespace) -> int:
-    from robodream.pipeline.cli import build_from_args
+    from robodream.pipeline.cli_args import build_from_args
     from robodream.pipeline.record_ros import RecordRosConfig, run_record_ros
     from robodream.robots.ros2.node import require_rclpy
 
@@ -44,7 +44,7 @@ def _cmd_record_ros(ns: argparse.Namespace) -> int:
 
 def add_commands(sub) -> None:
     """Add sim-arm, deploy and record-ros to the `robodream` parser."""
-    from robodream.pipeline.cli import add_config_command
+    from robodream.pipeline.cli_args import add_config_command
 
     add_config_command(sub, "sim-arm", "serve the PyBullet Panda as a ROS 2 arm (joint states, camera, trajectory "
                        "controller) with optional fault injection", _cmd_sim_arm,

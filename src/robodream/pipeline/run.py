@@ -24,9 +24,9 @@ from robodream.pipeline.collect import CollectConfig, PlayDataConfig
 from robodream.pipeline.collect_stage import collect_stage, store_path
 from robodream.pipeline.config import save_config
 from robodream.pipeline.merge import merge_stage
-from robodream.pipeline.policy_stage import PolicyStageConfig, policy_stages, stage_dir
+from robodream.pipeline.policy_stage import PolicyStageConfig, policy_stages
 from robodream.pipeline.rank_stage import RankStageConfig
-from robodream.pipeline.stages import Previous, Stage, StageResult, run_stages
+from robodream.pipeline.stages import Previous, Stage, StageResult, run_stages, stage_dir
 from robodream.pipeline.synthetic_stage import (
     AugmentedPolicyStageConfig,
     GenerateStageConfig,
@@ -97,7 +97,7 @@ def _viz_stage(cfg: VizStageConfig, stores: list[str], run_dir: Path) -> Stage:
 
 
 def _report_stage(cfg: ReportStageConfig, earlier: list[Stage], run_dir: Path, command: str) -> Stage:
-    out = Path(cfg.out) if Path(cfg.out).is_absolute() else run_dir / cfg.out
+    out = stage_dir(cfg.out, run_dir)
 
     def run(previous: Previous) -> StageResult:
         from robodream.pipeline.report import write_report

@@ -78,6 +78,17 @@ class Stage:
         return self.out / f"{self.slug}.stage.json"
 
 
+def stage_dir(out: str | Path, run_dir: Path) -> Path:
+    """Where a stage's `out` key points: a relative path lives under the pipeline's out (so runs never share
+    outputs by accident), an absolute one stays where it is. The one rule for every stage's `out`."""
+    return Path(out) if Path(out).is_absolute() else run_dir / out
+
+
+def stage_store(out: str, run_dir: Path) -> str:
+    """`stage_dir` for an episode store, which may also live at a URL (left as it is)."""
+    return out if "://" in out else str(stage_dir(out, run_dir))
+
+
 def _is_store(location: str) -> bool:
     from robodream.datasets import layout
 

@@ -29,15 +29,14 @@ from robodream.pipeline.policy_stage import (
     PolicyStageConfig,
     eval_stage,
     final_checkpoint,
-    stage_dir,
     train_and_eval_stages,
 )
 from robodream.pipeline.probe import TrainProbeConfig
 from robodream.pipeline.rank_stage import RankStageConfig, rank_stage
-from robodream.pipeline.stages import Previous, Stage, StageResult, hashed
+from robodream.pipeline.stages import Previous, Stage, StageResult, hashed, stage_dir
 from robodream.pipeline.world_model_stage import train_probe_stage
 from robodream.robots.sim.env import EnvConfig
-from robodream.trainer import TrainerConfig
+from robodream.trainer import TrainerConfig, device_count
 from robodream.world_models.probe import ProbeConfig
 
 
@@ -212,13 +211,15 @@ def generate_stage(cfg: GenerateConfig, slug: str, name: str, inputs: dict[str, 
 def _generate(cfg: GenerateConfig) -> list[str]:
     from robodream.pipeline.generate import generate
 
-    if _devices(cfg.devices) > 1:
+    count = device_count(cfg.devices)
+    if count is None or count > 1:  # maybe several (auto, -1): DDP must not re-run the whole pipeline
         return _generate_in_subprocess(cfg, Path(cfg.out).parent)
     return generate(cfg).lines()
 
 
 def _generate_recorded(cfg: GenerateConfig, summary: Path) -> dict:
-    from robodream.pipeline.generate import generate, remove_store
+    from robodream.datasets.outputs import remove_store
+    from robodream.pipeline.generate import generate
     from robodream.pipeline.stages import fingerprint
 
     remove_store(cfg.out)  # a store from an earlier attempt must not survive a run that keeps nothing
@@ -234,11 +235,6 @@ def _generate_recorded(cfg: GenerateConfig, summary: Path) -> dict:
     summary.parent.mkdir(parents=True, exist_ok=True)
     summary.write_text(json.dumps(record, indent=2))
     return record
-
-
-def _devices(text: str) -> int:
-    text = str(text).strip()
-    return 2 if text == "auto" else (int(text) if text.isdigit() else len(text.split(",")))
 
 
 def _generate_in_subprocess(cfg: GenerateConfig, folder: Path) -> list[str]:

@@ -18,7 +18,6 @@ arm feel sluggish to the operator and means this machine cannot keep the dataset
 
 from __future__ import annotations
 
-import shutil
 import signal
 import sys
 import threading
@@ -29,6 +28,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from robodream.datasets import layout
+from robodream.datasets.outputs import remove_store
 from robodream.errors import RobodreamError
 from robodream.robots.sim.env import EnvConfig
 from robodream.robots.teleop.device import DEVICES
@@ -90,17 +90,14 @@ class TeleopSummary:
 
 def _open_store(cfg: TeleopConfig, env):
     """Create the store (or reopen it with resume=true, checking it records the same features)."""
-    from robodream.datasets.writer import EpisodeWriter, create_store
+    from robodream.datasets.writer import open_recording
     from robodream.pipeline.config import to_dict
 
     features = {**env.features, "reward": {"dtype": "float32", "shape": [], "names": None}}
-    if cfg.resume and layout.store_exists(cfg.out):
-        recorder = f"task {cfg.env.task} at image_size {cfg.env.image_size}"
-        return EpisodeWriter.open_matching(cfg.out, features, recorder, "use another out="), False
-    writer = create_store(cfg.out, fps=env.fps, features=features, robot_type=env.robot_type, task=cfg.env.task,
-                          cameras=env.cameras, overwrite=cfg.overwrite,
+    return open_recording(cfg.out, features, resume=cfg.resume, recorder=f"task {cfg.env.task} at image_size "
+                          f"{cfg.env.image_size}", fix="use another out=", fps=env.fps, robot_type=env.robot_type,
+                          task=cfg.env.task, cameras=env.cameras, overwrite=cfg.overwrite,
                           extra_attrs={"teleop": {"env": to_dict(cfg.env), "device": cfg.device}})
-    return writer, True
 
 
 @contextmanager
@@ -168,7 +165,7 @@ class TeleopSession:
             self.writer.close()
             self.summary.episodes_in_store = self.writer.num_episodes
             if created and self.writer.num_episodes == 0 and not layout.is_url(cfg.out):
-                shutil.rmtree(layout.local_path(cfg.out), ignore_errors=True)  # nothing saved: leave no empty store
+                remove_store(layout.local_path(cfg.out))  # nothing saved: leave no empty store
         return self.summary
 
     def _loop(self) -> None:

@@ -6,10 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from robodream.datasets import layout
-from robodream.datasets.reader import EpisodeStore
+from robodream.datasets.reader import EpisodeStore, parse_episode_selection
 from robodream.datasets.video import tile_episodes, write_gif, write_mp4
 from robodream.errors import RobodreamError
-from robodream.pipeline.info import parse_episode_selection
 
 
 @dataclass

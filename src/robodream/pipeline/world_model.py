@@ -164,8 +164,8 @@ def dream(cfg: DreamConfig, stage_output: bool = False) -> tuple[Path, Path]:
     """Real (left) vs imagined (right) under the recorded actions, tiled over episodes: MP4 + GIF."""
     import numpy as np
 
+    from robodream.datasets.reader import parse_episode_selection
     from robodream.datasets.video import tile_episodes, write_gif, write_mp4
-    from robodream.pipeline.info import parse_episode_selection
     from robodream.pipeline.training_data import EpisodeChoice
     from robodream.world_models.rollout import imagine, load_clips, side_by_side
 
@@ -202,7 +202,7 @@ def _span(episodes: list[int]) -> str:
 
 def eval_world_model(cfg: EvalWorldModelConfig, stage_output: bool = False) -> tuple[dict, Path]:
     """Fidelity per horizon against copy-last-frame and shuffled actions; writes metrics.json + a plot."""
-    from robodream.pipeline.info import parse_episode_selection
+    from robodream.datasets.reader import parse_episode_selection
     from robodream.pipeline.training_data import EpisodeChoice
     from robodream.world_models.metrics import evaluate_fidelity, plot_fidelity
     from robodream.world_models.model import WorldModel
@@ -226,23 +226,8 @@ def eval_world_model(cfg: EvalWorldModelConfig, stage_output: bool = False) -> t
     return metrics, out
 
 
-def fidelity_table(metrics: dict, horizons: tuple[int, ...] = (1, 2, 4, 8, 16, 32)) -> list[str]:
-    """A few horizons of the metrics as text lines (PSNR dB / SSIM)."""
-    lines = [f"{'horizon':>8} {'model':>14} {'shuffled act.':>14} {'copy last':>14} {'n':>4}"]
-    for h in horizons:
-        if h > len(metrics["horizons"]):
-            break
-        i = h - 1
-        cells = []
-        for name in ("model", "shuffled_actions", "copy_last_frame"):
-            p, s = metrics[name]["psnr"][i], metrics[name]["ssim"][i]
-            cells.append(" " * 14 if p is None else f"{p:6.2f}/{s:5.3f}".rjust(14))
-        lines.append(f"{h:>8} {' '.join(cells)} {metrics['count'][i]:>4}")
-    return lines
-
-
 def add_commands(sub) -> None:
-    from robodream.pipeline.cli import add_config_command, build_from_args
+    from robodream.pipeline.cli_args import add_config_command, build_from_args
 
     def train(ns) -> int:
         train_world_model(build_from_args(TrainWorldModelConfig, ns.args))
@@ -257,6 +242,8 @@ def add_commands(sub) -> None:
         return 0
 
     def run_eval(ns) -> int:
+        from robodream.world_models.metrics import fidelity_table
+
         metrics, out = eval_world_model(build_from_args(EvalWorldModelConfig, ns.args))
         print("\n".join(fidelity_table(metrics)))
         print(f"metrics {out / 'metrics.json'}\nplot    {out / 'fidelity.png'}")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from robodream.pipeline.probe import TrainProbeConfig
-from robodream.pipeline.stages import Previous, Stage, StageResult, hashed
+from robodream.pipeline.stages import Previous, Stage, StageResult, hashed, stage_dir
 from robodream.pipeline.world_model import TrainWorldModelConfig
 from robodream.trainer import TrainerConfig
 from robodream.world_models.configuration import WorldModelConfig
@@ -70,20 +70,15 @@ def train_probe_stage(cfg: TrainProbeConfig, slug: str, name: str, extra: dict |
 def world_model_stages(cfg: WorldModelStageConfig, store: str, run_dir: Path) -> list[Stage]:
     """train-wm on `store` (path or URL: the `cfg.task` demos, with play data when the pipeline records some),
     then dream + eval-wm on its validation episodes."""
-    out = Path(cfg.out) if Path(cfg.out).is_absolute() else run_dir / cfg.out
+    out = stage_dir(cfg.out, run_dir)
     train_cfg = TrainWorldModelConfig(data=store, out=str(out), world_model=cfg.world_model,
                                       trainer=cfg.trainer.on_one_device("train-wm"), val_fraction=cfg.val_fraction)
 
     def evaluate(previous: Previous) -> StageResult:
         from robodream.datasets.reader import EpisodeStore
         from robodream.datasets.windows import split_episodes
-        from robodream.pipeline.world_model import (
-            DreamConfig,
-            EvalWorldModelConfig,
-            dream,
-            eval_world_model,
-            fidelity_table,
-        )
+        from robodream.pipeline.world_model import DreamConfig, EvalWorldModelConfig, dream, eval_world_model
+        from robodream.world_models.metrics import fidelity_table
 
         episodes = EpisodeStore.open(store, cache="disk").num_episodes
         _, val = split_episodes(episodes, cfg.val_fraction, cfg.trainer.seed)

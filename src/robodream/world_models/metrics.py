@@ -4,18 +4,22 @@
 - shuffled actions: the same model, with each episode's future actions taken from another episode. If
   this scores as well as the real actions, the model ignores its actions — the failure DIAMOND and Cosmos
   users report with continuous actions.
+
+torch and the model import inside the functions that compute: `fidelity_table` (the metrics as text, for
+eval-wm, `robodream run` and the report) and `plot_fidelity` need neither.
 """
 
 from __future__ import annotations
 
-import numpy as np
-import torch
-from torchmetrics.functional.image import structural_similarity_index_measure
+from typing import TYPE_CHECKING
 
-from robodream.datasets.reader import EpisodeStore
+import numpy as np
+
 from robodream.errors import RobodreamError
-from robodream.world_models.model import WorldModel
-from robodream.world_models.rollout import imagine, load_clips
+
+if TYPE_CHECKING:
+    from robodream.datasets.reader import EpisodeStore
+    from robodream.world_models.model import WorldModel
 
 #: identical frames would give infinite PSNR; the MSE floor caps it at 100 dB
 MSE_FLOOR = 1e-10
@@ -30,6 +34,9 @@ def psnr(real: np.ndarray, fake: np.ndarray) -> np.ndarray:
 
 def ssim(real: np.ndarray, fake: np.ndarray) -> np.ndarray:
     """Per-frame SSIM (Wang et al. 2004, 11x11 Gaussian window) of uint8 frames (N, H, W, 3)."""
+    import torch
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
     to_t = lambda x: torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255.0  # noqa: E731
     kernel = min(11, real.shape[1] - (1 - real.shape[1] % 2))  # odd, no larger than the frame
     values = structural_similarity_index_measure(to_t(fake), to_t(real), data_range=1.0, reduction="none",
@@ -63,6 +70,8 @@ def evaluate_fidelity(model: WorldModel, store: EpisodeStore, episodes: list[int
                       seed: int = 0, num_sampling_steps: int | None = None) -> dict:
     """Open-loop replay of `episodes` from their first K frames; PSNR/SSIM per step 1..horizon for the
     model, copy-last-frame and shuffled actions. Steps past an episode's end are left out (`count`)."""
+    from robodream.world_models.rollout import imagine, load_clips
+
     cfg = model.config
     cfg.with_data_shapes(store.features)  # refuses a store whose image/action/state sizes differ
     k = cfg.context_frames
@@ -88,6 +97,21 @@ def evaluate_fidelity(model: WorldModel, store: EpisodeStore, episodes: list[int
         "copy_last_frame": _per_horizon(real, copy_last, clips.valid),
         "shuffled_actions": shuffled,
     }
+
+
+def fidelity_table(metrics: dict, horizons: tuple[int, ...] = (1, 2, 4, 8, 16, 32)) -> list[str]:
+    """A few horizons of `evaluate_fidelity`'s metrics as text lines (PSNR dB / SSIM)."""
+    lines = [f"{'horizon':>8} {'model':>14} {'shuffled act.':>14} {'copy last':>14} {'n':>4}"]
+    for h in horizons:
+        if h > len(metrics["horizons"]):
+            break
+        i = h - 1
+        cells = []
+        for name in ("model", "shuffled_actions", "copy_last_frame"):
+            p, s = metrics[name]["psnr"][i], metrics[name]["ssim"][i]
+            cells.append(" " * 14 if p is None else f"{p:6.2f}/{s:5.3f}".rjust(14))
+        lines.append(f"{h:>8} {' '.join(cells)} {metrics['count'][i]:>4}")
+    return lines
 
 
 def plot_fidelity(metrics: dict, path) -> None:

@@ -1,4 +1,4 @@
-"""Teleoperation input devices behind one interface (`device.TeleopDevice`).
+"""Teleoperation input devices behind one interface (`base.TeleopDevice`).
 
 The keyboard (keys collected by the teleop window) is always there; a SpaceMouse (`pyspacemouse`) and a
 gamepad (`pygame`) are optional (`pip install 'robodream[teleop]'`). Each device turns raw input into a
@@ -6,6 +6,7 @@ gamepad (`pygame`) are optional (`pip install 'robodream[teleop]'`). Each device
 function that tests exercise without hardware or a window.
 """
 
-from robodream.robots.teleop.device import DEVICES, TeleopCommand, TeleopDevice, make_device
+from robodream.robots.teleop.base import TeleopCommand, TeleopDevice
+from robodream.robots.teleop.device import DEVICES, make_device
 
 __all__ = ["DEVICES", "TeleopCommand", "TeleopDevice", "make_device"]

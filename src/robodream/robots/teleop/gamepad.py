@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from robodream.errors import RobodreamError
-from robodream.robots.teleop.device import TeleopCommand, TeleopDevice, clip_delta, rising
+from robodream.robots.teleop.base import TeleopCommand, TeleopDevice, clip_delta, rising
 
 DEADZONE = 0.15  # worn sticks rest well away from zero
 LEFT_X, LEFT_Y, RIGHT_Y = 0, 1, 4

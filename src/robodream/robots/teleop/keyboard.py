@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from robodream.robots.teleop.device import TeleopCommand, TeleopDevice, clip_delta
+from robodream.robots.teleop.base import TeleopCommand, TeleopDevice, clip_delta
 
 LEFT, UP, RIGHT, DOWN = 65361, 65362, 65363, 65364
 WIN_LEFT, WIN_UP, WIN_RIGHT, WIN_DOWN = 2424832, 2490368, 2555904, 2621440

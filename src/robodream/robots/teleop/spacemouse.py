@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from robodream.errors import RobodreamError
-from robodream.robots.teleop.device import TeleopCommand, TeleopDevice, clip_delta, rising
+from robodream.robots.teleop.base import TeleopCommand, TeleopDevice, clip_delta, rising
 
 DEADZONE = 0.08  # the puck never rests at exactly zero
 
