@@ -126,6 +126,9 @@ class TrainerConfig(DeviceConfig):
     #: threads ran the default policy 2.2x slower than 1 (OpenMP threads waiting for a busy core; docs/benchmarks.md)
     threads: int | None = runtime(None)
     progress_bar: bool = runtime(True)
+    #: where training curves go, by name: csv (<out>/logs, what the report plots), tensorboard (<out>/tensorboard),
+    #: mlflow (<out>/mlruns, a local file store) and wandb (offline, <out>/wandb); the last three need their package
+    loggers: list[str] = runtime(default_factory=lambda: ["csv"])
 
     #: keys of the policy trainer before policies moved onto this one: old key -> current key
     LEGACY_KEYS: ClassVar[dict[str, str]] = {"lr": "learning_rate", "checkpoint_every": "checkpoint_every_steps",
@@ -137,6 +140,9 @@ class TrainerConfig(DeviceConfig):
         for name in positive:
             if getattr(self, name) < 1:
                 raise RobodreamError(f"trainer.{name} must be >= 1, got {getattr(self, name)}")
+        unknown = [name for name in self.loggers if name not in LOGGERS]
+        if unknown or not self.loggers:
+            raise RobodreamError(f"trainer.loggers={list(self.loggers)}: name one or more of {sorted(LOGGERS)}")
         if not 0 <= self.ema_decay < 1:
             raise RobodreamError(f"trainer.ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.learning_rate <= 0:
@@ -252,6 +258,39 @@ def prepare_run_dir(out: str | os.PathLike, resume: bool, overwrite: bool) -> Pa
     return existing if resume else None
 
 
+#: logger name -> (the package it needs, how to install it)
+LOGGERS = {"csv": (None, None), "tensorboard": ("tensorboard", "pip install tensorboard"),
+           "mlflow": ("mlflow", "pip install mlflow"), "wandb": ("wandb", "pip install wandb")}
+
+
+def make_loggers(names: list[str], out: str | os.PathLike) -> list:
+    """Lightning loggers by name, all writing under `out` (nothing leaves the machine: W&B runs offline, MLflow
+    writes a local file store). Refuses unknown names and loggers whose package is not installed, in one line."""
+    import importlib.util
+
+    from lightning.pytorch import loggers
+
+    if not names:
+        raise RobodreamError(f"trainer.loggers is empty: name at least one of {sorted(LOGGERS)} (csv feeds the "
+                             "report's training curves)")
+    made = []
+    for name in names:
+        if name not in LOGGERS:
+            raise RobodreamError(f"trainer.loggers: unknown logger {name!r}; choose from {sorted(LOGGERS)}")
+        package, install = LOGGERS[name]
+        if package and importlib.util.find_spec(package) is None:
+            raise RobodreamError(f"trainer.loggers: {name} needs the {package} package: {install}")
+        if name == "csv":  # logs/version_N: a resumed run adds a version
+            made.append(loggers.CSVLogger(str(out), name="logs"))
+        elif name == "tensorboard":
+            made.append(loggers.TensorBoardLogger(str(out), name="tensorboard"))
+        elif name == "mlflow":
+            made.append(loggers.MLFlowLogger(experiment_name="robodream", tracking_uri=f"file:{Path(out) / 'mlruns'}"))
+        else:
+            made.append(loggers.WandbLogger(save_dir=str(out), offline=True, project="robodream"))
+    return made
+
+
 def build_trainer(cfg: TrainerConfig, out: str | os.PathLike, callbacks: list | None = None,
                   keep_checkpoints: bool = True, step_progress: bool = False):
     """A Lightning Trainer for `cfg` writing under `out`.
@@ -264,7 +303,6 @@ def build_trainer(cfg: TrainerConfig, out: str | os.PathLike, callbacks: list | 
     import lightning as L
     import torch
     from lightning.pytorch.callbacks import ModelCheckpoint, WeightAveraging
-    from lightning.pytorch.loggers import CSVLogger
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -296,7 +334,7 @@ def build_trainer(cfg: TrainerConfig, out: str | os.PathLike, callbacks: list | 
         log_every_n_steps=cfg.log_every_steps,
         gradient_clip_val=cfg.grad_clip or None,
         callbacks=all_callbacks,
-        logger=CSVLogger(str(out), name="logs"),  # logs/version_N: a resumed run adds a version
+        logger=make_loggers(cfg.loggers, out),
         default_root_dir=str(out),
         enable_progress_bar=cfg.progress_bar and not step_progress,
         enable_model_summary=False,

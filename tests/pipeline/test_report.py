@@ -16,7 +16,7 @@ from robodream.pipeline.cli import main
 from robodream.pipeline.report import write_report
 from tests.pipeline.pipeline_util import tiny_pipeline_args
 
-SECTIONS = ("Datasets", "World-model fidelity against horizon", "Real vs imagined", "Policy success",
+SECTIONS = ("Datasets", "World-model fidelity against horizon", "Real vs imagined", "Policy success", "Training curves",
             "Sim vs imagination ranking", "Stage timings", "Reproduce")
 CHROMIUM = ("chromium-headless-shell", "chromium", "chromium-browser", "google-chrome")
 
@@ -38,14 +38,17 @@ def test_run_writes_a_self_contained_report_and_its_markdown_twin(tiny_run):
     # Self-contained: every src is a data URI, nothing links out, no external style sheet or script.
     sources = re.findall(r'\bsrc="([^"]*)"', html)
     # 2 episode GIFs, 1 dream GIF, the fidelity plot, the success chart, the policy's one evaluation episode (the
-    # first success and the first failure are shown; one episode is one of them)
-    assert len(sources) == 6
+    # first success and the first failure are shown; one episode is one of them), plus one training-curves figure per
+    # model that logged a loss row (the tiny runs are shorter than the log interval except one)
+    curves = re.findall(r"!\[training curves of [^\]]*\]\((curves_[^)]+)\)", markdown)
+    assert len(curves) >= 1 and all((tiny_run / "report" / c).exists() for c in curves)
+    assert len(sources) == 6 + len(curves)
     assert all(s.startswith(("data:image/png;base64,", "data:image/gif;base64,")) for s in sources)
     assert "href=" not in html and "<link" not in html and "url(" not in html
     assert "push_cube.zarr" in html and "policy/checkpoints/step_4" in html and "robodream run " in html
     # The Markdown twin links the same images by relative path, and they exist.
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
-    assert len(links) == 6 and all((tiny_run / "report" / link).exists() for link in links)
+    assert len(links) == 6 + len(curves) and all((tiny_run / "report" / link).exists() for link in links)
     assert sum(link.endswith(("eval_success.gif", "eval_failure.gif")) for link in links) == 1
     assert "1/1 = 100% (95% CI 21-100%)" in markdown or "0/1 = 0% (95% CI 0-79%)" in markdown
 
@@ -79,7 +82,8 @@ def test_report_renders_in_headless_chromium_with_every_image_loaded(tiny_run, t
     common = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
     dom = subprocess.run([*common, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-2000:]
-    assert 'data-loaded="6/6"' in dom.stdout
+    images = len(re.findall(r"<img ", (tiny_run / "report" / "report.html").read_text()))
+    assert images >= 7 and f'data-loaded="{images}/{images}"' in dom.stdout
     shot = tmp_path / "shot.png"
     subprocess.run([*common, f"--screenshot={shot}", "--window-size=1100,1400", page.as_uri()],
                    capture_output=True, timeout=120, check=True)

@@ -4,7 +4,8 @@ Writes `<run>/report/report.html` (self-contained: images inlined as data URIs) 
 twin, linking the same images). Sections: the datasets (`robodream info` lines and the episode GIFs),
 world-model fidelity against horizon and its baselines (eval-wm's metrics.json + fidelity.png), real vs imagined
 GIFs (dream), policy success (every eval_info.json of the run: policies x sim / imagination) with a bar chart,
-the rank correlation of sim and imagined success when enough policies were evaluated in both, the time every
+the rank correlation of sim and imagined success when enough policies were evaluated in both, every model's
+training curves (report_curves.py, from the CSV its trainer logged), the time every
 stage took, and the command + resolved config that reproduce the run. Artifacts are found by their file names
 in the run directory, so the report also works on runs assembled by hand; a section whose inputs are absent
 says so.
@@ -18,6 +19,7 @@ import os
 from pathlib import Path
 
 from robodream.errors import RobodreamError
+from robodream.pipeline.report_curves import curves_section
 from robodream.pipeline.report_render import Image, Pre, Section, Table, Text, render_html, render_markdown
 from robodream.stats import format_correlation, format_success, spearman, wilson_interval
 
@@ -316,7 +318,8 @@ def build_sections(run_dir: Path, out: Path) -> list[Section]:
     index = json.loads(index_path.read_text()) if index_path.exists() else None
     stores, files = _walk(run_dir, skip=out)
     return [_dataset_section(stores, files, run_dir), _fidelity_section(files, run_dir),
-            _dream_section(files, run_dir), *_policy_section(files, run_dir, out), _timing_section(run_dir, index),
+            _dream_section(files, run_dir), *_policy_section(files, run_dir, out), curves_section(files, run_dir, out),
+            _timing_section(run_dir, index),
             _reproduce_section(run_dir, index)]
 
 
