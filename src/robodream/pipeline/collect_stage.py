@@ -15,14 +15,9 @@ from robodream.pipeline.collect import CollectConfig
 from robodream.pipeline.stages import Previous, Stage, StageResult, hashed, stage_store
 
 
-def store_path(cfg: CollectConfig, run_dir: Path) -> str:
-    """Where the store goes: relative paths live under the run directory, so runs never share stores by accident."""
-    return stage_store(cfg.out, run_dir)
-
-
 def collect_stage(cfg: CollectConfig, run_dir: Path, name: str | None = None, progress: bool = True) -> Stage:
-    """Record `cfg.episodes` episodes into `store_path(cfg, run_dir)`; the stamp lives in `<run_dir>/data`."""
-    store = store_path(cfg, run_dir)
+    """Record `cfg.episodes` episodes into `stage_store(cfg.out, run_dir)`; the stamp lives in `<run_dir>/data`."""
+    store = stage_store(cfg.out, run_dir)
     config = hashed(cfg) | {"out": cfg.out}  # as written, so the hash does not depend on the run's location
     cfg = replace(cfg, out=store, resume=False, overwrite=False)
     name = name or cfg.task

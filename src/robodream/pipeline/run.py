@@ -21,12 +21,12 @@ from pathlib import Path
 
 from robodream.errors import RobodreamError
 from robodream.pipeline.collect import CollectConfig, PlayDataConfig
-from robodream.pipeline.collect_stage import collect_stage, store_path
+from robodream.pipeline.collect_stage import collect_stage
 from robodream.pipeline.config import save_config
 from robodream.pipeline.merge import merge_stage
 from robodream.pipeline.policy_stage import PolicyStageConfig, policy_stages
 from robodream.pipeline.rank_stage import RankStageConfig
-from robodream.pipeline.stages import Previous, Stage, StageResult, run_stages, stage_dir
+from robodream.pipeline.stages import Previous, Stage, StageResult, run_stages, stage_dir, stage_store
 from robodream.pipeline.synthetic_stage import (
     AugmentedPolicyStageConfig,
     GenerateStageConfig,
@@ -118,7 +118,7 @@ def _play_stages(cfg: PipelineConfig, demo_store: str, run_dir: Path) -> tuple[l
     play = cfg.play.collect_config(demos, f"data/{task}_play.zarr")
     merged = str(run_dir / "data" / f"{task}+play.zarr")
     return [collect_stage(play, run_dir, name=f"{task}-play"),
-            merge_stage([demo_store, store_path(play, run_dir)], merged, f"merge-{task}+play",
+            merge_stage([demo_store, stage_store(play.out, run_dir)], merged, f"merge-{task}+play",
                         run_dir / "data")], merged
 
 
@@ -126,7 +126,7 @@ def plan(cfg: PipelineConfig, command: str) -> list[Stage]:
     """The pipeline's stages in order (nothing runs yet)."""
     run_dir = Path(cfg.out)
     stages = [collect_stage(c, run_dir) for c in cfg.collect]
-    store_paths = [store_path(c, run_dir) for c in cfg.collect]
+    store_paths = [stage_store(c.out, run_dir) for c in cfg.collect]
     stages.append(_viz_stage(cfg.viz, store_paths, run_dir))
     stores = {c.task: path for c, path in zip(cfg.collect, store_paths, strict=True)}
     world_model = None

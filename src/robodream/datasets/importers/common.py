@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 
-from robodream.datasets.outputs import atomic_output  # noqa: F401  (its home is datasets.outputs; kept importable)
 from robodream.errors import RobodreamError
 
 FITS = ("crop", "pad")

@@ -26,14 +26,14 @@ from pathlib import Path
 from robodream.config_fields import runtime
 from robodream.errors import RobodreamError
 from robodream.pipeline.collect import CollectConfig, PlayDataConfig
-from robodream.pipeline.collect_stage import collect_stage, store_path
+from robodream.pipeline.collect_stage import collect_stage
 from robodream.pipeline.config import save_config
 from robodream.pipeline.evaluate import EvalConfig
 from robodream.pipeline.generate import SOURCES, GenerateConfig, GenerateFilterConfig
 from robodream.pipeline.merge import merge_stage
 from robodream.pipeline.policy_stage import eval_stage, train_policy_stage
 from robodream.pipeline.probe import TrainProbeConfig
-from robodream.pipeline.stages import Stage, run_stages
+from robodream.pipeline.stages import Stage, run_stages, stage_store
 from robodream.pipeline.synthetic_stage import generate_stage
 from robodream.pipeline.train_policy import TrainPolicyConfig, policy_trainer
 from robodream.pipeline.world_model import TrainWorldModelConfig
@@ -220,13 +220,13 @@ def plan(cfg: AugmentConfig) -> list[Stage]:
     for n in cfg.demos:
         real = CollectConfig(episodes=n, workers=cfg.real.workers, out=f"data/real_N{n}.zarr", seed=0,
                              env=cfg.real.env, expert=cfg.real.expert)
-        real_stores[n] = store_path(real, root)
+        real_stores[n] = stage_store(real.out, root)
         stages.append(collect_stage(real, root, f"real-N{n}", cfg.progress))
     wm_data = dict(real_stores)
     if cfg.play.episodes:
         demos = CollectConfig(workers=cfg.real.workers, env=cfg.real.env, expert=cfg.real.expert)
         play_cfg = cfg.play.collect_config(demos, "data/play.zarr")
-        play = store_path(play_cfg, root)
+        play = stage_store(play_cfg.out, root)
         stages.append(collect_stage(play_cfg, root, "play", cfg.progress))
         for n in cfg.demos:
             wm_data[n] = str(data_dir / f"real_N{n}+play.zarr")
