@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from robodream.pipeline.collect import CollectConfig, collect
+from robodream.pipeline.data.collect import CollectConfig, collect
 from robodream.robots.sim.env import EnvConfig, make_env
 
 

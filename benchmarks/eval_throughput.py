@@ -19,9 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from robodream.pipeline.collect import CollectConfig, collect
 from robodream.pipeline.config import build_config
-from robodream.pipeline.evaluate import EvalConfig, run_evaluation
+from robodream.pipeline.data.collect import CollectConfig, collect
+from robodream.pipeline.policy.evaluate import EvalConfig, run_evaluation
 
 REPO = Path(__file__).resolve().parents[1]
 

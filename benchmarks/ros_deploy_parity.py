@@ -30,7 +30,7 @@ SIM_CONFIG = REPO / "configs" / "robot" / "panda_sim.yaml"
 
 
 def direct(policy: str, seeds: list[int]) -> tuple[list[bool], list[int], float]:
-    from robodream.pipeline.harness import run_episode
+    from robodream.pipeline.policy.harness import run_episode
     from robodream.robots.sim.env import EnvConfig
     from robodream.robots.sim.safe_env import make_safe_env
 

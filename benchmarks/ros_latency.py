@@ -51,7 +51,7 @@ class SlowAgent:
 
 
 def run(env, agent, seconds: float, first_seed: int) -> dict:
-    from robodream.pipeline.harness import run_episode
+    from robodream.pipeline.policy.harness import run_episode
     from robodream.robots.ros2.env import LoopStats
 
     env.stats = LoopStats(env.period)

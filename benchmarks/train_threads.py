@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from robodream.pipeline.config import build_config
-from robodream.pipeline.train_policy import TrainPolicyConfig, train_policy
+from robodream.pipeline.policy.train import TrainPolicyConfig, train_policy
 
 
 def _spin(stop) -> None:

@@ -3,7 +3,7 @@
 import pytest
 
 from robodream.errors import RobodreamError
-from robodream.pipeline.generate import GenerateConfig
+from robodream.pipeline.synthetic.generate import GenerateConfig
 from robodream.trainer import DeviceConfig, device_count, parse_devices
 
 

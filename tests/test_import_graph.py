@@ -1,5 +1,8 @@
 """The import graph of src/robodream, read statically: no circles, and the layers import one way
-(robots -> datasets -> world_models, policies -> pipeline; design.md §1).
+(robots -> datasets -> world_models, policies -> pipeline; design.md §1). Inside pipeline/, the stage folders
+import one way too (docs/architecture.md): the spine's base (config, cli_args, stages) imports no stage folder;
+a stage folder imports the base and the folders before it in PIPELINE_FOLDERS, never one after it nor the
+spine's top (cli, run), which may import everything.
 
 Every import counts, at module level and inside functions: a lazy import is still a dependency, and a
 circle hidden inside a function is still a circle (it only fails later, at run time).
@@ -19,6 +22,12 @@ FORBIDDEN = {
     "world_models": ("policies", "pipeline"),
     "policies": ("world_models", "pipeline"),
 }
+
+
+# The stage folders of pipeline/ in data-flow order: each may import only the ones before it.
+PIPELINE_FOLDERS = ("runtime", "data", "world_model", "policy", "synthetic", "robot", "report", "experiments")
+PIPELINE_BASE = ("config", "cli_args", "stages")
+PIPELINE_TOP = ("cli", "run")
 
 
 def _module_name(path: Path, root: Path) -> str:
@@ -87,6 +96,24 @@ def layer_violations(graph: dict[str, set[str]]) -> list[str]:
             if layer(target) in FORBIDDEN.get(layer(source), ())]
 
 
+def pipeline_violations(graph: dict[str, set[str]]) -> list[str]:
+    def place(module: str) -> str | None:
+        parts = module.split(".")
+        return parts[2] if len(parts) > 2 and parts[1] == "pipeline" else None
+
+    def allowed(source: str, target: str) -> bool:
+        if source in PIPELINE_TOP or target == source or target in PIPELINE_BASE:
+            return True
+        if source in PIPELINE_BASE or target in PIPELINE_TOP:
+            return False
+        if source not in PIPELINE_FOLDERS or target not in PIPELINE_FOLDERS:
+            return False  # a new module at pipeline's top: say where it belongs before using it
+        return PIPELINE_FOLDERS.index(target) < PIPELINE_FOLDERS.index(source)
+
+    return [f"{source} imports {target}" for source, targets in sorted(graph.items()) for target in sorted(targets)
+            if place(source) and place(target) and not allowed(place(source), place(target))]
+
+
 def test_no_import_circle():
     cycle = find_cycle(import_graph())
     assert cycle is None, "import circle: " + " -> ".join(cycle)
@@ -111,3 +138,23 @@ def test_the_checks_see_a_circle_and_a_wrong_way_import(tmp_path):
     assert find_cycle(graph) in (["robodream.pipeline.a", "robodream.pipeline.b", "robodream.pipeline.a"],
                                  ["robodream.pipeline.b", "robodream.pipeline.a", "robodream.pipeline.b"])
     assert layer_violations(graph) == ["robodream.robots.arm imports robodream.pipeline.a"]
+
+
+
+def test_pipeline_stage_folders_import_one_way():
+    violations = pipeline_violations(import_graph())
+    assert not violations, f"imports against the stage-folder order {PIPELINE_FOLDERS}: " + "; ".join(violations)
+
+
+def test_the_folder_check_sees_an_upstream_folder_importing_a_downstream_one(tmp_path):
+    root = tmp_path / "robodream"
+    for folder in ("", "pipeline", "pipeline/data", "pipeline/policy"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        (root / folder / "__init__.py").write_text("")
+    (root / "pipeline" / "stages.py").write_text("")
+    (root / "pipeline" / "policy" / "train.py").write_text("from robodream.pipeline.data import collect\n"
+                                                           "from robodream.pipeline import stages\n")
+    lazy = "def f():\n    from robodream.pipeline.policy import train\n"  # inside a function: counts
+    (root / "pipeline" / "data" / "collect.py").write_text(lazy)
+    assert pipeline_violations(import_graph(root)) == [
+        "robodream.pipeline.data.collect imports robodream.pipeline.policy.train"]

@@ -7,8 +7,8 @@ import importlib.util
 import pytest
 
 from robodream.errors import RobodreamError
-from robodream.pipeline.report_curves import curves_section, logged_curves
-from robodream.pipeline.report_render import Image, Text
+from robodream.pipeline.report.curves import curves_section, logged_curves
+from robodream.pipeline.report.render import Image, Text
 from robodream.trainer import TrainerConfig, make_loggers
 
 

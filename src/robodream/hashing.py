@@ -1,6 +1,6 @@
 """SHA-256 content hashes, computed one way everywhere: stage fingerprints and input hashes (pipeline/stages.py),
-the training-data record (pipeline/training_data.py) and the model id stamped on synthetic episodes
-(pipeline/generate.py). Changing how any of these hash invalidates every stamp and record written before, so
+the training-data record (pipeline/data/training_data.py) and the model id stamped on synthetic episodes
+(pipeline/synthetic/generate.py). Changing how any of these hash invalidates every stamp and record written before, so
 the byte layout here is fixed: JSON with sorted keys (anything JSON lacks written as str()), files in 1 MiB blocks.
 """
 

@@ -10,7 +10,7 @@ from robodream.datasets.reader import EpisodeStore
 from robodream.datasets.windows import WindowDataset
 from robodream.datasets.writer import create_store
 from robodream.errors import RobodreamError
-from robodream.pipeline.train_policy import parse_data
+from robodream.pipeline.policy.train import parse_data
 
 from ..conftest import TINY_FEATURES, make_episode
 

@@ -263,7 +263,7 @@ def test_unknown_success_is_shown_as_unknown_and_not_exported_as_failure(tmp_pat
     known = _store(tmp_path / "known.zarr", "", [True, None, False])
     assert "success     1/2 (50%), 1 unknown" in run_cli("info", known).stdout
     # viz labels the tile "unknown", not "fail"
-    import robodream.pipeline.viz as viz
+    import robodream.pipeline.data.viz as viz
 
     shown: list[str] = []
     monkeypatch.setattr(viz, "tile_episodes", lambda frames, labels=(), **kw: shown.extend(labels) or frames[0])

@@ -295,7 +295,7 @@ def test_train_policy_records_its_data_and_warns_about_a_long_warmup(tiny_store,
 # -- teleop with a display that points nowhere -------------------------------------------------------------------
 
 def _unused_display() -> int:
-    from robodream.pipeline.teleop_window import _x_server_answers
+    from robodream.pipeline.data.teleop_window import _x_server_answers
 
     return next(n for n in range(87, 200) if not _x_server_answers(f":{n}") and not _x_server_answers(f"127.0.0.1:{n}"))
 

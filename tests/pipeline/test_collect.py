@@ -15,8 +15,8 @@ import pytest
 from robodream.datasets.reader import EpisodeStore
 from robodream.datasets.writer import EpisodeWriter
 from robodream.errors import RobodreamError
-from robodream.pipeline.collect import CollectConfig, collect
 from robodream.pipeline.config import build_config
+from robodream.pipeline.data.collect import CollectConfig, collect
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -21,7 +21,7 @@ import pytest
 pytest.importorskip("rclpy", reason="ROS 2 (rclpy) is not installed: pip install 'robodream[ros]'")
 
 from robodream.datasets.reader import EpisodeStore  # noqa: E402
-from robodream.pipeline.harness import run_episode  # noqa: E402
+from robodream.pipeline.policy.harness import run_episode  # noqa: E402
 from robodream.robots.sim.env import EnvConfig  # noqa: E402
 from robodream.robots.sim.experts import make_expert  # noqa: E402
 from robodream.robots.sim.safe_env import make_safe_env  # noqa: E402

@@ -12,10 +12,10 @@ import pytest
 
 from robodream.datasets.video import read_video
 from robodream.pipeline.cli import main
-from robodream.pipeline.collect import CollectConfig, collect
 from robodream.pipeline.config import build_config
-from robodream.pipeline.evaluate import EvalConfig, run_evaluation
-from robodream.pipeline.harness import eval_info, evaluate, run_episode
+from robodream.pipeline.data.collect import CollectConfig, collect
+from robodream.pipeline.policy.evaluate import EvalConfig, run_evaluation
+from robodream.pipeline.policy.harness import eval_info, evaluate, run_episode
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "configs" / "policy" / "tiny.yaml"
@@ -59,7 +59,8 @@ def test_the_harness_runs_any_env_and_agent_and_imports_no_simulator():
     low, high = info["aggregated"]["pc_success_ci95"]  # Wilson: 0 of 2 is not "certainly 0%"
     assert low == 0.0 and 60 < high < 70
     assert [e["seed"] for e in info["per_episode"]] == [1, 2]
-    code = "import sys, robodream.pipeline.harness; assert 'pybullet' not in sys.modules and 'torch' not in sys.modules"
+    code = ("import sys, robodream.pipeline.policy.harness; "
+            "assert 'pybullet' not in sys.modules and 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -10,9 +10,9 @@ import pytest
 from robodream.datasets.reader import EpisodeStore
 from robodream.datasets.writer import create_store
 from robodream.pipeline.cli import main
-from robodream.pipeline.collect import CollectConfig, collect
 from robodream.pipeline.config import build_config
-from robodream.pipeline.merge import MergeConfig, merge
+from robodream.pipeline.data.collect import CollectConfig, collect
+from robodream.pipeline.data.merge import MergeConfig, merge
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -6,7 +6,7 @@ import pytest
 
 from robodream.datasets.reader import EpisodeStore
 from robodream.errors import RobodreamError
-from robodream.pipeline.collect import collect
+from robodream.pipeline.data.collect import collect
 from tests.pipeline.test_collect import _assert_same_episodes, _cfg
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'robodream[ray]'): executor=ray untested")

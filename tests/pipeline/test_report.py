@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from robodream.pipeline.cli import main
-from robodream.pipeline.report import write_report
+from robodream.pipeline.report.build import write_report
 from tests.pipeline.pipeline_util import tiny_pipeline_args
 
 SECTIONS = ("Datasets", "World-model fidelity against horizon", "Real vs imagined", "Policy success", "Training curves",

@@ -8,8 +8,8 @@ import pytest
 
 from robodream.datasets.reader import EpisodeStore
 from robodream.pipeline.cli import main
-from robodream.pipeline.collect import CollectConfig
 from robodream.pipeline.config import build_config
+from robodream.pipeline.data.collect import CollectConfig
 from robodream.pipeline.run import PipelineConfig, plan
 from robodream.robots.sim.env import EnvConfig
 from tests.pipeline.pipeline_util import CONFIGS, tiny_pipeline_args

@@ -18,8 +18,8 @@ import pytest
 from robodream.datasets.reader import EpisodeStore
 from robodream.pipeline.cli import main
 from robodream.pipeline.config import build_config
-from robodream.pipeline.teleop import TeleopConfig, TeleopSession
-from robodream.pipeline.teleop_window import WINDOW_NAME, Status, render
+from robodream.pipeline.data.teleop import TeleopConfig, TeleopSession
+from robodream.pipeline.data.teleop_window import WINDOW_NAME, Status, render
 
 ENTER, ESC, SPACE = 13, 27, 32
 D, X, Y = ord("d"), ord("x"), ord("y")

@@ -10,7 +10,7 @@ from robodream.datasets.reader import EpisodeStore
 from robodream.datasets.windows import WindowDataset, make_loader
 from robodream.errors import RobodreamError
 from robodream.pipeline.config import build_config
-from robodream.pipeline.train_policy import TrainPolicyConfig, train_policy
+from robodream.pipeline.policy.train import TrainPolicyConfig, train_policy
 from robodream.policies.base import select_features
 from robodream.policies.configuration import PolicyConfig
 from robodream.policies.pretrained import load_pretrained, make_policy, read_checkpoint_info

@@ -105,7 +105,7 @@ def test_urdf_kinematics_matches_the_simulated_arm():
 
 
 def test_safe_sim_env_equals_the_bare_env_on_a_nominal_policy_and_holds_on_estop():
-    from robodream.pipeline.harness import run_episode
+    from robodream.pipeline.policy.harness import run_episode
 
     bare, safe = make_env(EnvConfig()), make_safe_env(EnvConfig())
     try:
@@ -155,7 +155,7 @@ def test_robot_configs_load_and_bad_fields_are_one_line(capsys):
 def test_operator_keys_are_read_from_a_pipe():
     import time
 
-    from robodream.pipeline.operator_keys import KeyReader
+    from robodream.pipeline.robot.operator_keys import KeyReader
 
     read_fd, write_fd = os.pipe()
     keys: list[str] = []

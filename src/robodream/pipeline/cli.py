@@ -37,42 +37,6 @@ from robodream.pipeline.cli_args import (
 )
 
 
-def _cmd_collect(ns: argparse.Namespace) -> int:
-    from robodream.pipeline.collect import CollectConfig, run_collect
-
-    return run_collect(build_from_args(CollectConfig, ns.args))
-
-
-def _cmd_info(ns: argparse.Namespace) -> int:
-    from robodream.datasets.reader import EpisodeStore
-    from robodream.pipeline.info import describe_store
-
-    print("\n".join(describe_store(EpisodeStore.open(ns.store, cache="disk"))))
-    return 0
-
-
-def _cmd_viz(ns: argparse.Namespace) -> int:
-    from robodream.pipeline.viz import visualize
-
-    outputs = visualize(ns.store, episodes=ns.episodes, out_dir=ns.out, camera=ns.camera, scale=ns.scale,
-                        columns=ns.columns)
-    print(f"episodes {outputs.episodes}\nmp4      {outputs.mp4}\ngif      {outputs.gif}")
-    return 0
-
-
-def _cmd_repair(ns: argparse.Namespace) -> int:
-    from robodream.datasets.writer import repair_store
-
-    report = repair_store(ns.store)
-    if report.changed:
-        print(f"repaired {ns.store}: dropped {report.dropped_frames} uncommitted frames and "
-              f"{report.dropped_meta_entries} metadata entries; {report.episodes} episodes "
-              f"({report.frames} frames) intact")
-    else:
-        print(f"{ns.store} is consistent: {report.episodes} episodes, {report.frames} frames")
-    return 0
-
-
 def _cmd_run(ns: argparse.Namespace) -> int:
     import shlex
 
@@ -86,42 +50,21 @@ def _cmd_run(ns: argparse.Namespace) -> int:
     return 0
 
 
-def _add_core_commands(sub) -> None:
-    add_config_command(sub, "collect", "record scripted-expert episodes in PyBullet into an episode store",
-                       _cmd_collect, "robodream.pipeline.collect:CollectConfig")
+def _add_run_command(sub) -> None:
     add_config_command(sub, "run", "run the pipeline described by a configs/pipeline/*.yaml file", _cmd_run,
                        "robodream.pipeline.run:PipelineConfig")
-
-    info = sub.add_parser("info", help="summarise an episode store")
-    info.add_argument("store", help="store path or fsspec URL")
-    info.set_defaults(handler=_cmd_info)
-
-    viz = sub.add_parser("viz", help="write an MP4 and a GIF grid of episodes")
-    viz.add_argument("store", help="store path or fsspec URL")
-    viz.add_argument("--episodes", default="0-3", help="e.g. 0-3, 0,2,5-7 or all (default 0-3)")
-    viz.add_argument("--out", default=None, help="output folder (default: next to the store)")
-    viz.add_argument("--camera", default=None, help="camera name (default: the first)")
-    viz.add_argument("--scale", type=int, default=4, help="pixel upscaling factor (default 4)")
-    viz.add_argument("--columns", type=int, default=None, help="grid columns (default: square-ish)")
-    viz.set_defaults(handler=_cmd_viz)
-
-    repair = sub.add_parser("repair", help="drop uncommitted trailing frames a crash left in a store")
-    repair.add_argument("store", help="store path or fsspec URL")
-    repair.set_defaults(handler=_cmd_repair)
 
 
 # Modules that add subcommands: each defines `add_commands(sub)` and imports its heavy dependencies only
 # inside its handlers, so that building the parser stays fast.
 COMMAND_MODULES: tuple[str, ...] = (
-    "robodream.pipeline.world_model",  # train-wm, dream, eval-wm
-    "robodream.pipeline.probe",  # train-probe
-    "robodream.pipeline.generate",  # generate
-    "robodream.pipeline.policy_cli",  # train-policy, eval
-    "robodream.pipeline.data_cli",  # teleop, import-bag, import-lerobot, export-lerobot, import-zarr
-    "robodream.pipeline.merge",  # merge
-    "robodream.pipeline.ros_cli",  # sim-arm, deploy, record-ros
-    "robodream.pipeline.report",  # report
-    "robodream.pipeline.experiment_cli",  # experiment augment, experiment rank
+    "robodream.pipeline.data.commands",  # collect, info, viz, repair, merge, teleop, import-*, export-lerobot
+    "robodream.pipeline.world_model.commands",  # train-wm, dream, eval-wm, train-probe
+    "robodream.pipeline.policy.commands",  # train-policy, eval
+    "robodream.pipeline.synthetic.commands",  # generate
+    "robodream.pipeline.robot.commands",  # sim-arm, deploy, record-ros
+    "robodream.pipeline.report.commands",  # report
+    "robodream.pipeline.experiments.commands",  # experiment augment, experiment rank
 )
 
 
@@ -130,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
                              formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"robodream {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="command", parser_class=RobodreamParser)
-    _add_core_commands(sub)
+    _add_run_command(sub)
     for module in COMMAND_MODULES:
         importlib.import_module(module).add_commands(sub)
     return parser

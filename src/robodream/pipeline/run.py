@@ -1,11 +1,11 @@
 """`robodream run configs/pipeline/<name>.yaml`: the pipeline's stages in order, on one config.
 
-Stages: collect (one store per listed task) -> viz -> [collect play + merge with the demos, when
-`play.episodes`: the world model's and the probe's data only] -> train-wm -> dream + eval-wm (world_model_stage.py, when
-`world_model.enabled`) -> train-policy -> eval (policy_stage.py, when `policy.enabled`) -> train-probe ->
-generate -> train-policy augmented -> eval augmented -> eval in imagination of both policies (synthetic_stage.py)
--> rank: sim vs imagined success of the checkpoints and a noisy expert (rank_stage.py), each when its section's
-`enabled` -> report (report.py).
+Stages, each built by its stage folder and added here when its section is `enabled`:
+collect (one store per listed task; data/) -> viz -> [collect play + merge with the demos, when `play.episodes`:
+the world model's and the probe's data only] -> train-wm -> dream + eval-wm (world_model/) -> train-policy -> eval
+(policy/) -> train-probe (world_model/) -> generate (synthetic/) -> train-policy augmented -> eval augmented ->
+eval in imagination of both policies (policy/) -> rank: sim vs imagined success of the checkpoints and a noisy
+expert (experiments/builders.py) -> report (report/).
 Each stage is a `Stage` (stages.py) whose output directory records its resolved config and the hash of its
 inputs, so re-running a pipeline skips every stage whose config and upstream outputs are unchanged and re-runs
 the ones downstream of a change. `<out>/run.json` lists the stages and the command, for `robodream report`.
@@ -20,22 +20,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from robodream.errors import RobodreamError
-from robodream.pipeline.collect import CollectConfig, PlayDataConfig
-from robodream.pipeline.collect_stage import collect_stage
 from robodream.pipeline.config import save_config
-from robodream.pipeline.merge import merge_stage
-from robodream.pipeline.policy_stage import PolicyStageConfig, policy_stages
-from robodream.pipeline.rank_stage import RankStageConfig
-from robodream.pipeline.stages import Previous, Stage, StageResult, run_stages, stage_dir, stage_store
-from robodream.pipeline.synthetic_stage import (
+from robodream.pipeline.data.builders import collect_stage
+from robodream.pipeline.data.collect import CollectConfig, PlayDataConfig
+from robodream.pipeline.data.merge import merge_stage
+from robodream.pipeline.experiments.builders import RankStageConfig, rank_stage
+from robodream.pipeline.policy.builders import (
     AugmentedPolicyStageConfig,
-    GenerateStageConfig,
     ImaginationEvalStageConfig,
-    ProbeStageConfig,
-    SyntheticSections,
-    synthetic_stages,
+    PolicyStageConfig,
+    final_checkpoint,
+    imagination_config,
+    imagination_eval_stage,
+    policy_stages,
+    train_and_eval_stages,
 )
-from robodream.pipeline.world_model_stage import WorldModelStageConfig, world_model_stages
+from robodream.pipeline.stages import Previous, Stage, StageResult, run_stages, stage_dir, stage_store
+from robodream.pipeline.synthetic.builders import GenerateStageConfig, generate_section_stage
+from robodream.pipeline.world_model.builders import (
+    ProbeStageConfig,
+    WorldModelStageConfig,
+    pipeline_probe_stage,
+    world_model_stages,
+)
+from robodream.robots.sim.env import EnvConfig
 
 
 def _default_collect() -> list[CollectConfig]:
@@ -80,8 +88,8 @@ class PipelineConfig:
 def _viz_stage(cfg: VizStageConfig, stores: list[str], run_dir: Path) -> Stage:
     def run(previous: Previous) -> StageResult:
         from robodream.datasets.reader import EpisodeStore
-        from robodream.pipeline.info import describe_store
-        from robodream.pipeline.viz import visualize
+        from robodream.pipeline.data.info import describe_store
+        from robodream.pipeline.data.viz import visualize
 
         outputs = []
         for location in stores:
@@ -100,7 +108,7 @@ def _report_stage(cfg: ReportStageConfig, earlier: list[Stage], run_dir: Path, c
     out = stage_dir(cfg.out, run_dir)
 
     def run(previous: Previous) -> StageResult:
-        from robodream.pipeline.report import write_report
+        from robodream.pipeline.report.build import write_report
 
         html, markdown = write_report(run_dir, out)
         return StageResult(f"open {html}", [("report", str(html)), ("report", str(markdown))])
@@ -120,6 +128,59 @@ def _play_stages(cfg: PipelineConfig, demo_store: str, run_dir: Path) -> tuple[l
     return [collect_stage(play, run_dir, name=f"{task}-play"),
             merge_stage([demo_store, stage_store(play.out, run_dir)], merged, f"merge-{task}+play",
                         run_dir / "data")], merged
+
+
+def _require(flag: bool, stage: str, needs: str) -> None:
+    if not flag:
+        raise RobodreamError(f"{stage} is enabled but needs {needs}: enable it too, or set {stage}.enabled=false")
+
+
+def _synthetic_stages(s: PipelineConfig, world_model: tuple[str, Path, str] | None,
+                      policy: PolicyStageConfig | None, stores: dict[str, tuple[str, EnvConfig]],
+                      run_dir: Path) -> list[Stage]:
+    """The synthetic-data, imagination and rank stages that are enabled, in order. `world_model` is (task,
+    world-model run dir, the store it trained on) when train-wm is part of the pipeline, `policy` the real-only
+    policy section when it is; `stores` maps task -> (demo store, env). The probe learns from the world model's
+    store (it reads the model's frames, play data included); generation starts from the demo store's episodes."""
+    wanted = [s.probe.enabled, s.generate.enabled, s.augmented.enabled, s.imagination.enabled, s.rank.enabled]
+    if not any(wanted):
+        return []
+    _require(world_model is not None, "probe/generate/augmented/imagination/rank", "world_model (train-wm)")
+    task, wm_dir, wm_store = world_model
+    store, env = stores[task]
+    for name in ("generate", "imagination", "rank"):
+        if getattr(s, name).enabled:
+            _require(s.probe.enabled, name, "probe (train-probe)")
+    if s.augmented.enabled:
+        _require(s.generate.enabled, "augmented", "generate (the synthetic store)")
+    if s.augmented.enabled or s.imagination.enabled or s.rank.enabled or s.generate.source == "policy":
+        _require(policy is not None, "augmented/imagination/rank/generate.source=policy",
+                 "policy (the real-only policy)")
+        if policy.task != task:
+            raise RobodreamError(f"policy.task={policy.task!r} but the world model learns {task!r}: synthetic data "
+                                 "and imagination come from the world model, so train both on the same task")
+    probe_dir = stage_dir(s.probe.out, run_dir)
+    synth = str(stage_dir(s.generate.out, run_dir))
+    stages = [pipeline_probe_stage(s.probe, task, wm_store, probe_dir)] if s.probe.enabled else []
+    if s.generate.enabled:
+        acting = final_checkpoint(policy, stage_dir(policy.out, run_dir)) if s.generate.source == "policy" else None
+        stages.append(generate_section_stage(s.generate, store, wm_dir, probe_dir, acting, synth))
+    policies = [(policy, stage_dir(policy.out, run_dir), "")] if policy is not None else []
+    if s.augmented.enabled:
+        w = s.augmented.real_weight
+        out = stage_dir(s.augmented.out, run_dir)
+        stages += train_and_eval_stages(policy, f"{store}:{w},{synth}:{1 - w}", {"store": store, "synthetic": synth},
+                                        env, out, variant="augmented", mix={"real": w, "synthetic": 1 - w},
+                                        on=f"{policy.task} + synthetic")
+        policies.append((policy, out, "augmented"))
+    if s.imagination.enabled:
+        stages += [imagination_eval_stage(s.imagination, cfg, out, variant, env, wm_dir, probe_dir)
+                   for cfg, out, variant in policies]
+    if s.rank.enabled:
+        # The imagination section's probe threshold and sampler, so both stages agree on what success is.
+        stages.append(rank_stage(s.rank, policy, [out for _, out, _ in policies], env,
+                                 imagination_config(s.imagination, wm_dir, probe_dir), run_dir))
+    return stages
 
 
 def plan(cfg: PipelineConfig, command: str) -> list[Stage]:
@@ -145,8 +206,7 @@ def plan(cfg: PipelineConfig, command: str) -> list[Stage]:
     envs = {c.task: (path, c.env) for c, path in zip(cfg.collect, store_paths, strict=True)}
     if cfg.policy.enabled:
         stages += policy_stages(cfg.policy, envs, run_dir)
-    sections = SyntheticSections(cfg.probe, cfg.generate, cfg.augmented, cfg.imagination, cfg.rank)
-    stages += synthetic_stages(sections, world_model, cfg.policy if cfg.policy.enabled else None, envs, run_dir)
+    stages += _synthetic_stages(cfg, world_model, cfg.policy if cfg.policy.enabled else None, envs, run_dir)
     if cfg.report.enabled:
         stages.append(_report_stage(cfg.report, list(stages), run_dir, command))
     return stages

@@ -15,7 +15,7 @@ Frame layout (T steps give T + 1 frames):
 ``reward[0]`` is 1.0 only if the initial state already counts as a success. So on success the final frame,
 where the success is visible, has reward 1.
 
-Success here is the outcome of the *last* step, unlike evaluation (pipeline/harness.py: any step, LeRobot's
+Success here is the outcome of the *last* step, unlike evaluation (pipeline/policy/harness.py: any step, LeRobot's
 rule): a recorded episode's label says what its final frames show, so a demonstration that reached the goal and
 then lost it is not stored as a success to learn from or to keep as a synthetic episode. The PyBullet tasks
 terminate on success, so for them the two rules agree; they differ only for envs that run on after a success.

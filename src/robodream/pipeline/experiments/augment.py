@@ -25,19 +25,19 @@ from pathlib import Path
 
 from robodream.config_fields import runtime
 from robodream.errors import RobodreamError
-from robodream.pipeline.collect import CollectConfig, PlayDataConfig
-from robodream.pipeline.collect_stage import collect_stage
 from robodream.pipeline.config import save_config
-from robodream.pipeline.evaluate import EvalConfig
-from robodream.pipeline.generate import SOURCES, GenerateConfig, GenerateFilterConfig
-from robodream.pipeline.merge import merge_stage
-from robodream.pipeline.policy_stage import eval_stage, train_policy_stage
-from robodream.pipeline.probe import TrainProbeConfig
+from robodream.pipeline.data.builders import collect_stage
+from robodream.pipeline.data.collect import CollectConfig, PlayDataConfig
+from robodream.pipeline.data.merge import merge_stage
+from robodream.pipeline.policy.builders import eval_stage, train_policy_stage
+from robodream.pipeline.policy.evaluate import EvalConfig
+from robodream.pipeline.policy.train import TrainPolicyConfig, policy_trainer
 from robodream.pipeline.stages import Stage, run_stages, stage_store
-from robodream.pipeline.synthetic_stage import generate_stage
-from robodream.pipeline.train_policy import TrainPolicyConfig, policy_trainer
-from robodream.pipeline.world_model import TrainWorldModelConfig
-from robodream.pipeline.world_model_stage import train_probe_stage, train_wm_stage
+from robodream.pipeline.synthetic.builders import generate_stage
+from robodream.pipeline.synthetic.generate import SOURCES, GenerateConfig, GenerateFilterConfig
+from robodream.pipeline.world_model.builders import train_probe_stage, train_wm_stage
+from robodream.pipeline.world_model.commands import TrainWorldModelConfig
+from robodream.pipeline.world_model.probe import TrainProbeConfig
 from robodream.policies.configuration import PolicyConfig
 from robodream.robots.sim.env import EnvConfig
 from robodream.robots.sim.experts import ExpertConfig

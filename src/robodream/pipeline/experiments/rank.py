@@ -27,7 +27,7 @@ from robodream.config_fields import runtime
 from robodream.errors import RobodreamError
 from robodream.pipeline.config import save_config
 from robodream.pipeline.experiments.tables import pyplot, write_csv
-from robodream.pipeline.imagination import ImaginationConfig
+from robodream.pipeline.policy.imagination import ImaginationConfig
 from robodream.pipeline.stages import Stage, run_stages
 from robodream.robots.sim.env import EnvConfig
 from robodream.robots.sim.experts import ExpertConfig
@@ -79,7 +79,7 @@ class Agent:
 
 def agents(cfg: RankConfig) -> list[Agent]:
     """The agents to rank, in order: the run's checkpoints, the extra checkpoints, the expert's noise levels."""
-    from robodream.pipeline.evaluate import EXPERT
+    from robodream.pipeline.policy.evaluate import EXPERT
     from robodream.pretrained import resolve_model_dir, run_checkpoints
 
     found = []
@@ -109,8 +109,8 @@ def _model_dir(path: str) -> str:
 
 
 def _eval_stage(cfg: RankConfig, agent: Agent, world: str, root: Path) -> Stage:
-    from robodream.pipeline.evaluate import EvalConfig
-    from robodream.pipeline.policy_stage import eval_stage
+    from robodream.pipeline.policy.builders import eval_stage
+    from robodream.pipeline.policy.evaluate import EvalConfig
 
     out = root / agent.slug / world
     imagine = world == "imagined"

@@ -1,5 +1,5 @@
 """`Ros2TaskEnv`: a ROS 2 arm (behind its safety layer) as a task env, so deployment runs through the same
-evaluation loop as simulation (pipeline/harness.py): ``reset(seed)`` / ``step(action)`` with info["success"].
+evaluation loop as simulation (pipeline/policy/harness.py): ``reset(seed)`` / ``step(action)`` with info["success"].
 
 Timing. ``step`` publishes the command at once (the observation it answers was taken at the end of the
 previous step; the policy's inference ran in between), then sleeps until the next tick, one control period

@@ -210,13 +210,24 @@ def _open_store(cfg: DeployConfig, env):
     return writer
 
 
+def _finish_episode(cfg: DeployConfig, session: DeploySession, writer, seed: int, result) -> None:
+    """Record the episode just run (when recording) and print its line."""
+    if writer is not None:
+        writer.append_episode(session.episode_data(), source="deploy", success=result.success,
+                              seed=seed if cfg.robot.reset.mode == "topic" else -1,
+                              origin=f"deploy:{cfg.policy}:{cfg.robot.name}")
+    print(("\n" if session.tty else "") + f"episode {session.episode_ix + 1}/{cfg.episodes} (seed {seed}): "
+          f"{'success' if result.success else 'failure'} in {result.steps} steps | "
+          + session.status(result.steps), file=sys.stderr, flush=True)
+
+
 def run_deploy(cfg: DeployConfig) -> list[str]:
     """Deploy as configured; returns the summary lines. Raises RobodreamError (e.g. a lost robot) after
     holding the arm and writing what was completed."""
     from robodream.datasets.outputs import check_folder
     from robodream.pipeline.config import save_config
-    from robodream.pipeline.harness import run_episode
-    from robodream.pipeline.operator_keys import KeyReader
+    from robodream.pipeline.policy.harness import run_episode
+    from robodream.pipeline.robot.operator_keys import KeyReader
     from robodream.robots.ros2.arm import Ros2Arm
     from robodream.robots.ros2.env import Ros2TaskEnv
 
@@ -246,13 +257,7 @@ def run_deploy(cfg: DeployConfig) -> list[str]:
                 result = run_episode(session, agent, seed, cfg.max_steps)
                 results.append(result)
                 session.results = results
-                if writer is not None:
-                    writer.append_episode(session.episode_data(), source="deploy", success=result.success,
-                                          seed=seed if cfg.robot.reset.mode == "topic" else -1,
-                                          origin=f"deploy:{cfg.policy}:{cfg.robot.name}")
-                print(("\n" if session.tty else "") + f"episode {i + 1}/{cfg.episodes} (seed {seed}): "
-                      f"{'success' if result.success else 'failure'} in {result.steps} steps | "
-                      + session.status(result.steps), file=sys.stderr, flush=True)
+                _finish_episode(cfg, session, writer, seed, result)
                 if operator.quit_after_episode:
                     stopped = "stopped by the operator (q)"
                     break
@@ -276,7 +281,7 @@ def run_deploy(cfg: DeployConfig) -> list[str]:
 def _deploy_info(cfg: DeployConfig, results: list, seconds: float, stopped: str, arm, operator: Operator) -> dict:
     """eval_info.json of a deployment: the harness's figures plus the robot, safety and control-loop reports."""
     from robodream.pipeline.config import to_dict
-    from robodream.pipeline.harness import eval_info
+    from robodream.pipeline.policy.harness import eval_info
 
     return eval_info(results, seconds, info={
         "policy": cfg.policy, "task": cfg.task, "robot": cfg.robot.name, "mode": "deploy",

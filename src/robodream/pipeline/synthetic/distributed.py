@@ -16,7 +16,7 @@ from tqdm import tqdm
 from robodream.datasets.merge import merge_stores
 from robodream.datasets.reader import EpisodeStore
 from robodream.datasets.writer import create_store
-from robodream.pipeline.generation import GenerationSettings, RolloutGenerator, RolloutSpec
+from robodream.pipeline.synthetic.rollouts import GenerationSettings, RolloutGenerator, RolloutSpec
 
 COUNTS = ("generated", "kept", "successes", "dropped_not_success", "dropped_uncertain")
 
@@ -45,7 +45,7 @@ class GenerationDataModule(L.LightningDataModule):
 
 
 class GenerationModule(L.LightningModule):
-    """predict_step: one batch of rollouts -> kept episodes + counts (see pipeline/generation.py)."""
+    """predict_step: one batch of rollouts -> kept episodes + counts (see pipeline/synthetic/rollouts.py)."""
 
     def __init__(self, model, probe, store: EpisodeStore, settings: GenerationSettings, policy=None):
         super().__init__()

@@ -12,11 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from robodream.pipeline.probe import TrainProbeConfig
 from robodream.pipeline.stages import Previous, Stage, StageResult, hashed, stage_dir
-from robodream.pipeline.world_model import TrainWorldModelConfig
+from robodream.pipeline.world_model.commands import TrainWorldModelConfig
+from robodream.pipeline.world_model.probe import TrainProbeConfig
 from robodream.trainer import TrainerConfig
 from robodream.world_models.configuration import WorldModelConfig
+from robodream.world_models.probe import ProbeConfig
 
 
 def _demo_trainer() -> TrainerConfig:
@@ -42,7 +43,7 @@ def train_wm_stage(cfg: TrainWorldModelConfig, slug: str, name: str, extra: dict
     out = Path(cfg.out)
 
     def train(previous: Previous) -> StageResult:
-        from robodream.pipeline.world_model import train_world_model
+        from robodream.pipeline.world_model.commands import train_world_model
 
         resume = previous.resumes(out / "checkpoints" / "last.ckpt")
         model = train_world_model(replace(cfg, resume=resume, overwrite=not resume))
@@ -57,7 +58,7 @@ def train_probe_stage(cfg: TrainProbeConfig, slug: str, name: str, extra: dict |
     out = Path(cfg.out)
 
     def train(previous: Previous) -> StageResult:
-        from robodream.pipeline.probe import metrics_lines, train_probe_command
+        from robodream.pipeline.world_model.probe import metrics_lines, train_probe_command
 
         model, metrics = train_probe_command(replace(cfg, overwrite=True))
         print("\n".join("      " + line for line in metrics_lines(metrics)))
@@ -77,7 +78,7 @@ def world_model_stages(cfg: WorldModelStageConfig, store: str, run_dir: Path) ->
     def evaluate(previous: Previous) -> StageResult:
         from robodream.datasets.reader import EpisodeStore
         from robodream.datasets.windows import split_episodes
-        from robodream.pipeline.world_model import DreamConfig, EvalWorldModelConfig, dream, eval_world_model
+        from robodream.pipeline.world_model.commands import DreamConfig, EvalWorldModelConfig, dream, eval_world_model
         from robodream.world_models.metrics import fidelity_table
 
         episodes = EpisodeStore.open(store, cache="disk").num_episodes
@@ -103,3 +104,27 @@ def world_model_stages(cfg: WorldModelStageConfig, store: str, run_dir: Path) ->
         Stage("dream + eval-wm", "eval-wm", out, eval_config, evaluate,
               inputs={"store": store, "model": str(out / "model")}),
     ]
+
+
+def _demo_probe_trainer() -> TrainerConfig:
+    return TrainerConfig(max_steps=200, batch_size=32, learning_rate=1e-3, warmup_steps=20, val_every_steps=100,
+                         checkpoint_every_steps=100, ema_decay=0.99, progress_bar=False)
+
+
+@dataclass
+class ProbeStageConfig:
+    """train-probe on the store the world model trained on (the probe must read the world model's frames)."""
+
+    enabled: bool = True
+    out: str = "probe"  # relative to the pipeline's out: probe/model, probe/metrics.json
+    probe: ProbeConfig = field(default_factory=lambda: ProbeConfig(channels=[16, 32, 64], hidden=64))
+    trainer: TrainerConfig = field(default_factory=_demo_probe_trainer)
+    val_fraction: float = 0.2
+
+
+def pipeline_probe_stage(cfg: ProbeStageConfig, task: str, store: str, out: Path) -> Stage:
+    """train-probe from the pipeline's `probe:` section on `store` (the one the world model trained on)."""
+    train_cfg = TrainProbeConfig(data=store, out=str(out), probe=cfg.probe,
+                                 trainer=cfg.trainer.on_one_device("train-probe"), val_fraction=cfg.val_fraction)
+    return train_probe_stage(train_cfg, "train-probe",
+                             f"train-probe on {task}: {cfg.trainer.max_steps} steps -> {out}", extra={"task": task})

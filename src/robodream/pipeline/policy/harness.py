@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from robodream.pipeline.workers import make_pool
+from robodream.pipeline.runtime.workers import make_pool
 from robodream.stats import wilson_interval
 
 

@@ -26,7 +26,7 @@ from omegaconf import OmegaConf
 from robodream.config_fields import runtime
 from robodream.errors import RobodreamError
 from robodream.pipeline.config import save_config, to_dict
-from robodream.pipeline.training_data import record_training_data, store_entry
+from robodream.pipeline.data.training_data import record_training_data, store_entry
 from robodream.policies.configuration import PolicyConfig
 from robodream.trainer import TrainerConfig, warn_about_schedule
 

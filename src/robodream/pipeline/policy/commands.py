@@ -7,14 +7,14 @@ import argparse
 
 def _cmd_train_policy(ns: argparse.Namespace) -> int:
     from robodream.pipeline.cli_args import build_from_args
-    from robodream.pipeline.train_policy import TrainPolicyConfig, run_train_policy
+    from robodream.pipeline.policy.train import TrainPolicyConfig, run_train_policy
 
     return run_train_policy(build_from_args(TrainPolicyConfig, ns.args))
 
 
 def _cmd_eval(ns: argparse.Namespace) -> int:
     from robodream.pipeline.cli_args import build_from_args
-    from robodream.pipeline.evaluate import EvalConfig, run_eval
+    from robodream.pipeline.policy.evaluate import EvalConfig, run_eval
 
     args = [*ns.args, f"checkpoints={ns.checkpoints}"] if ns.checkpoints else list(ns.args)
     # `env=world_model` / `env=pybullet` pick where the episodes run; `env.*` keys still configure the task env
@@ -31,9 +31,9 @@ def add_commands(sub) -> None:
 
     add_config_command(sub, "train-policy", "train a diffusion or BC policy on episode stores (Lightning, EMA, "
                        "kept checkpoints, resume=true)", _cmd_train_policy,
-                       "robodream.pipeline.train_policy:TrainPolicyConfig")
+                       "robodream.pipeline.policy.train:TrainPolicyConfig")
     evaluate = add_config_command(sub, "eval", "evaluate a policy checkpoint (or policy=expert) on seeded PyBullet "
                                   "episodes, or in imagination with env=world_model; writes eval_info.json and "
-                                  "videos", _cmd_eval, "robodream.pipeline.evaluate:EvalConfig")
+                                  "videos", _cmd_eval, "robodream.pipeline.policy.evaluate:EvalConfig")
     evaluate.add_argument("--checkpoints", metavar="RUN", default=None,
                           help="evaluate every checkpoints/step_<N> of a training run: table + success-vs-step plot")

@@ -169,7 +169,7 @@ class TeleopSession:
         return self.summary
 
     def _loop(self) -> None:
-        from robodream.pipeline.teleop_window import WINDOW_NAME, render
+        from robodream.pipeline.data.teleop_window import WINDOW_NAME, render
 
         help_lines = self.keyboard.help_lines() + (self.device.help_lines() if self.device is not self.keyboard else [])
         period = 1.0 / self.env.fps
@@ -264,7 +264,7 @@ class TeleopSession:
         return f"saved episode {index}: {steps + 1} frames, {'success' if success else 'failure'}"
 
     def _status(self, fps: float):
-        from robodream.pipeline.teleop_window import Status
+        from robodream.pipeline.data.teleop_window import Status
 
         recording = self.episode is not None
         return Status(task=self.cfg.env.task, store=str(self.cfg.out), episode=self.writer.num_episodes,

@@ -14,10 +14,9 @@ complete; append=true adds episode by episode, commit-last) -> stats -> summary.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from robodream.errors import RobodreamError
@@ -145,29 +144,6 @@ def merge(cfg: MergeConfig) -> MergeSummary:
                         sources=report.sources, elapsed_s=time.monotonic() - started,
                         episodes_in_store=EpisodeStore.open(cfg.out, cache="disk").num_episodes,
                         duplicate_sim_seeds=duplicates, tasks=report.tasks)
-
-
-def _cmd_merge(ns: argparse.Namespace) -> int:
-    from robodream.pipeline.cli_args import split_config_args
-    from robodream.pipeline.config import build_config
-
-    split = split_config_args(ns.args)
-    cfg = build_config(MergeConfig, split.overrides, split.files)
-    cfg = replace(cfg, stores=[*cfg.stores, *split.others])  # replace() re-runs the validation with every store
-    summary = merge(cfg)
-    print("\n".join(summary.lines()))
-    return 0
-
-
-def add_commands(sub) -> None:
-    """Register `merge`."""
-    cmd = sub.add_parser("merge", help="join episode stores (e.g. recorded on different machines) into one",
-                         description="Copy the committed episodes of several stores, in order, into out=<store>. "
-                                     "The stores must have the same fps and features.")
-    cmd.add_argument("args", nargs="*", metavar="store|config.yaml|key=value",
-                     help="stores (paths or fsspec URLs), YAML configs with a `stores:` list, and options: "
-                          "out=..., overwrite=true, append=true, mixed_tasks=true, progress=false")
-    cmd.set_defaults(handler=_cmd_merge)
 
 
 def merge_stage(stores: list[str], out: str, slug: str, out_dir: Path) -> Stage:

@@ -105,8 +105,8 @@ def generate(cfg: GenerateConfig) -> GenerateSummary | None:
 
     from robodream.datasets import outputs
     from robodream.datasets.reader import parse_episode_selection
-    from robodream.pipeline.generate_lightning import GenerationDataModule, GenerationModule, ShardWriter
-    from robodream.pipeline.generation import GenerationSettings
+    from robodream.pipeline.synthetic.distributed import GenerationDataModule, GenerationModule, ShardWriter
+    from robodream.pipeline.synthetic.rollouts import GenerationSettings
 
     out = Path(cfg.out)
     outputs.check_output(out, overwrite=cfg.overwrite, hint=OUT_HINT)  # before loading anything (datasets/outputs.py)
@@ -178,16 +178,3 @@ def _load_policy(cfg: GenerateConfig, store):
     check_features({k: v for k, v in policy.features.items()}, store.features, f"policy {cfg.policy}",
                    f"store {cfg.data}")
     return policy
-
-
-def add_commands(sub) -> None:
-    from robodream.pipeline.cli_args import add_config_command, build_from_args
-
-    def run(ns) -> int:
-        summary = generate(build_from_args(GenerateConfig, ns.args))
-        if summary is not None:  # under DDP, rank 0 alone reports
-            print("\n".join(summary.lines()))
-        return 0
-
-    add_config_command(sub, "generate", "imagine synthetic episodes with a world model into an episode store", run,
-                       f"{__name__}:GenerateConfig")

@@ -25,10 +25,10 @@ from robodream.datasets.outputs import check_output
 from robodream.datasets.writer import EpisodeWriter, open_recording
 from robodream.errors import RobodreamError
 from robodream.pipeline.config import to_dict, with_defaults
-from robodream.pipeline.interrupt import graceful_interrupt
-from robodream.pipeline.ray_pool import RayConfig
-from robodream.pipeline.seed_pool import WorkerDied
-from robodream.pipeline.workers import EXECUTORS, make_executor
+from robodream.pipeline.runtime.interrupt import graceful_interrupt
+from robodream.pipeline.runtime.ray_pool import RayConfig
+from robodream.pipeline.runtime.seed_pool import WorkerDied
+from robodream.pipeline.runtime.workers import EXECUTORS, make_executor
 from robodream.robots.sim.env import EnvConfig
 from robodream.robots.sim.experts import ExpertConfig
 from robodream.robots.sim.jobs import ExpertEpisodes

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from robodream.config_fields import runtime
 from robodream.errors import RobodreamError
-from robodream.pipeline.imagination import ImaginationConfig
-from robodream.pipeline.policy_stage import PolicyStageConfig, final_checkpoint, kept_checkpoints
+from robodream.pipeline.policy.builders import PolicyStageConfig, final_checkpoint, kept_checkpoints
+from robodream.pipeline.policy.imagination import ImaginationConfig
 from robodream.pipeline.stages import Previous, Stage, StageResult, hashed, stage_dir
 from robodream.robots.sim.env import EnvConfig
 from robodream.stats import format_correlation

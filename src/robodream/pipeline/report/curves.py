@@ -11,7 +11,7 @@ import csv
 import os
 from pathlib import Path
 
-from robodream.pipeline.report_render import Image, Section, Text
+from robodream.pipeline.report.render import Image, Section, Text
 
 
 def logged_curves(model_dir: Path) -> dict[str, list[tuple[int, float]]]:

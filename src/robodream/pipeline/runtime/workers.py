@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from robodream.errors import RobodreamError
-from robodream.pipeline.seed_pool import POLL_S, SeedOrderedPool
+from robodream.pipeline.runtime.seed_pool import POLL_S, SeedOrderedPool
 
 
 def _die_with_parent() -> None:
@@ -217,7 +217,9 @@ def make_executor(executor: str, num_workers: int, job_factory: Callable[[], Cal
     """`make_pool` for executor="local"; for executor="ray", `num_workers` Ray actors configured by `ray_cfg`
     (a `ray_pool.RayConfig`). All have the same seed-ordered `imap`, so the caller stays the only writer."""
     if executor == "ray":
-        from robodream.pipeline.ray_pool import RayPool  # Ray is an optional extra: imported only when asked for
+        from robodream.pipeline.runtime.ray_pool import (
+            RayPool,  # Ray is an optional extra: imported only when asked for
+        )
 
         return RayPool(num_workers, job_factory, ray_cfg)
     if executor != "local":

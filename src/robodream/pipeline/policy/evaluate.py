@@ -31,9 +31,9 @@ from robodream.datasets.outputs import check_folder
 from robodream.errors import RobodreamError
 from robodream.features import IMAGE_PREFIX
 from robodream.pipeline.config import save_config
-from robodream.pipeline.harness import EpisodeResult, eval_info, evaluate
-from robodream.pipeline.imagination import ImaginationConfig, ImaginedEnvFactory
-from robodream.pipeline.interrupt import graceful_interrupt
+from robodream.pipeline.policy.harness import EpisodeResult, eval_info, evaluate
+from robodream.pipeline.policy.imagination import ImaginationConfig, ImaginedEnvFactory
+from robodream.pipeline.runtime.interrupt import graceful_interrupt
 from robodream.pretrained import resolve_model_dir, run_checkpoints
 from robodream.robots.sim.env import EnvConfig
 from robodream.robots.sim.experts import ExpertConfig

@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from robodream.errors import RobodreamError
-from robodream.pipeline.collect import CollectConfig
+from robodream.pipeline.data.collect import CollectConfig
 from robodream.pipeline.stages import Previous, Stage, StageResult, hashed, stage_store
 
 
@@ -25,7 +25,7 @@ def collect_stage(cfg: CollectConfig, run_dir: Path, name: str | None = None, pr
     def run(previous: Previous) -> StageResult:
         from robodream.datasets import layout
         from robodream.datasets.reader import EpisodeStore
-        from robodream.pipeline.collect import collect
+        from robodream.pipeline.data.collect import collect
 
         old = (previous.stamp or {}).get("config")
         # Appending is only right when nothing but the episode count grew (or an attempt at this very config

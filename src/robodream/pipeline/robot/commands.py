@@ -22,7 +22,7 @@ def _cmd_sim_arm(ns: argparse.Namespace) -> int:
 
 def _cmd_deploy(ns: argparse.Namespace) -> int:
     from robodream.pipeline.cli_args import build_from_args
-    from robodream.pipeline.deploy import DeployConfig, run_deploy
+    from robodream.pipeline.robot.deploy import DeployConfig, run_deploy
     from robodream.robots.ros2.node import require_rclpy
 
     cfg = build_from_args(DeployConfig, ns.args)
@@ -33,7 +33,7 @@ def _cmd_deploy(ns: argparse.Namespace) -> int:
 
 def _cmd_record_ros(ns: argparse.Namespace) -> int:
     from robodream.pipeline.cli_args import build_from_args
-    from robodream.pipeline.record_ros import RecordRosConfig, run_record_ros
+    from robodream.pipeline.robot.record_ros import RecordRosConfig, run_record_ros
     from robodream.robots.ros2.node import require_rclpy
 
     cfg = build_from_args(RecordRosConfig, ns.args)
@@ -51,7 +51,7 @@ def add_commands(sub) -> None:
                        "robodream.robots.ros2.sim_node:SimArmConfig")
     add_config_command(sub, "deploy", "run a policy on an arm over ROS 2 behind the safety layer, record the "
                        "episodes (source deploy) and write eval_info.json", _cmd_deploy,
-                       "robodream.pipeline.deploy:DeployConfig")
+                       "robodream.pipeline.robot.deploy:DeployConfig")
     add_config_command(sub, "record-ros", "record teleoperated episodes of an arm from its live ROS 2 topics into "
                        "an episode store", _cmd_record_ros,
-                       "robodream.pipeline.record_ros:RecordRosConfig")
+                       "robodream.pipeline.robot.record_ros:RecordRosConfig")

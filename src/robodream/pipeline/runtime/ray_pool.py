@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from robodream.errors import RobodreamError
-from robodream.pipeline.seed_pool import POLL_S, SeedOrderedPool, WorkerDied
+from robodream.pipeline.runtime.seed_pool import POLL_S, SeedOrderedPool, WorkerDied
 
 
 @dataclass

@@ -19,8 +19,8 @@ import os
 from pathlib import Path
 
 from robodream.errors import RobodreamError
-from robodream.pipeline.report_curves import curves_section
-from robodream.pipeline.report_render import Image, Pre, Section, Table, Text, render_html, render_markdown
+from robodream.pipeline.report.curves import curves_section
+from robodream.pipeline.report.render import Image, Pre, Section, Table, Text, render_html, render_markdown
 from robodream.stats import format_correlation, format_success, spearman, wilson_interval
 
 MAX_EMBED_BYTES = 8 << 20  # larger GIFs are linked by path rather than inlined, to keep the page loadable
@@ -53,7 +53,7 @@ def _image_or_note(path: Path, alt: str, run_dir: Path) -> Image | Text:
 
 def _dataset_section(stores: list[Path], files: list[Path], run_dir: Path) -> Section:
     from robodream.datasets.reader import EpisodeStore
-    from robodream.pipeline.info import describe_store
+    from robodream.pipeline.data.info import describe_store
 
     section = Section("Datasets")
     if not stores:
@@ -376,18 +376,3 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     html_path.write_text(render_html(title, sections))
     md_path.write_text(render_markdown(title, sections, out))
     return html_path, md_path
-
-
-def add_commands(sub) -> None:
-    """Register `robodream report`."""
-    cmd = sub.add_parser("report", help="write the HTML + Markdown report of a pipeline run",
-                         description="write <run>/report/report.html (self-contained) and report.md")
-    cmd.add_argument("run_dir", help="the `out` directory of a `robodream run`")
-    cmd.add_argument("--out", default=None, help="output folder (default: <run_dir>/report)")
-
-    def handler(ns) -> int:
-        html_path, md_path = write_report(ns.run_dir, ns.out)
-        print(f"html     {html_path}\nmarkdown {md_path}")
-        return 0
-
-    cmd.set_defaults(handler=handler)

@@ -89,7 +89,7 @@ class Recorder:
             self.push(event)
 
     def run(self) -> list[str]:
-        from robodream.pipeline.operator_keys import KeyReader
+        from robodream.pipeline.robot.operator_keys import KeyReader
         from robodream.robots.ros2.arm import Ros2Arm
 
         cfg = self.cfg

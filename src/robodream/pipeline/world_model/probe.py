@@ -67,15 +67,3 @@ def metrics_lines(metrics: dict) -> list[str]:
             "per frame",
             f"episodes         {episodes['detected']}/{episodes['successful_episodes']} successes detected, "
             f"{episodes['false_alarms']}/{episodes['failed_episodes']} failures called a success"]
-
-
-def add_commands(sub) -> None:
-    from robodream.pipeline.cli_args import add_config_command, build_from_args
-
-    def run(ns) -> int:
-        model, metrics = train_probe_command(build_from_args(TrainProbeConfig, ns.args))
-        print("\n".join(metrics_lines(metrics)) + f"\nprobe            {model}")
-        return 0
-
-    add_config_command(sub, "train-probe", "train the state-and-success probe that labels imagined frames", run,
-                       f"{__name__}:TrainProbeConfig")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from robodream.config_fields import runtime
 from robodream.errors import RobodreamError
-from robodream.pipeline.training_data import RECORD_FILE, record_training_data, store_entry
+from robodream.pipeline.data.training_data import RECORD_FILE, record_training_data, store_entry
 from robodream.trainer import TrainerConfig, warn_about_schedule
 from robodream.world_models.configuration import WorldModelConfig
 
@@ -149,7 +149,7 @@ def run_directory(ckpt: str) -> Path:
 def output_folder(out: str | None, run_dir: Path, data: str, stage_output: bool = False) -> Path:
     """`out`, or `<run>/eval/<store name>/`; never a folder holding what a `robodream run` stage wrote there
     (its dream/ and eval_wm/), unless that stage is the one writing (`stage_output`)."""
-    from robodream.pipeline.training_data import stage_outputs_inside, store_name
+    from robodream.pipeline.data.training_data import stage_outputs_inside, store_name
 
     folder = Path(out) if out else run_dir / "eval" / store_name(data)
     if not stage_output:
@@ -166,7 +166,7 @@ def dream(cfg: DreamConfig, stage_output: bool = False) -> tuple[Path, Path]:
 
     from robodream.datasets.reader import parse_episode_selection
     from robodream.datasets.video import tile_episodes, write_gif, write_mp4
-    from robodream.pipeline.training_data import EpisodeChoice
+    from robodream.pipeline.data.training_data import EpisodeChoice
     from robodream.world_models.rollout import imagine, load_clips, side_by_side
 
     model, store = _load(cfg.ckpt, cfg.data)
@@ -203,7 +203,7 @@ def _span(episodes: list[int]) -> str:
 def eval_world_model(cfg: EvalWorldModelConfig, stage_output: bool = False) -> tuple[dict, Path]:
     """Fidelity per horizon against copy-last-frame and shuffled actions; writes metrics.json + a plot."""
     from robodream.datasets.reader import parse_episode_selection
-    from robodream.pipeline.training_data import EpisodeChoice
+    from robodream.pipeline.data.training_data import EpisodeChoice
     from robodream.world_models.metrics import evaluate_fidelity, plot_fidelity
     from robodream.world_models.model import WorldModel
 
@@ -257,3 +257,14 @@ def add_commands(sub) -> None:
                            "model did not train on)")
     add_config_command(sub, "eval-wm", "world-model fidelity (PSNR/SSIM per horizon) against baselines", run_eval,
                        f"{__name__}:EvalWorldModelConfig")
+    add_config_command(sub, "train-probe", "train the state-and-success probe that labels imagined frames",
+                       _cmd_train_probe, "robodream.pipeline.world_model.probe:TrainProbeConfig")
+
+
+def _cmd_train_probe(ns) -> int:
+    from robodream.pipeline.cli_args import build_from_args
+    from robodream.pipeline.world_model.probe import TrainProbeConfig, metrics_lines, train_probe_command
+
+    model, metrics = train_probe_command(build_from_args(TrainProbeConfig, ns.args))
+    print("\n".join(metrics_lines(metrics)) + f"\nprobe            {model}")
+    return 0

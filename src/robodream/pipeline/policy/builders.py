@@ -17,9 +17,10 @@ from typing import Any
 
 from robodream.config_fields import runtime
 from robodream.errors import RobodreamError
-from robodream.pipeline.evaluate import EvalConfig
+from robodream.pipeline.policy.evaluate import EvalConfig
+from robodream.pipeline.policy.imagination import ImaginationConfig
+from robodream.pipeline.policy.train import TrainPolicyConfig, policy_trainer
 from robodream.pipeline.stages import Previous, Stage, StageResult, hashed, stage_dir
-from robodream.pipeline.train_policy import TrainPolicyConfig, policy_trainer
 from robodream.policies.configuration import PolicyConfig
 from robodream.robots.sim.env import EnvConfig
 from robodream.trainer import TrainerConfig
@@ -84,7 +85,7 @@ def train_policy_stage(cfg: TrainPolicyConfig, slug: str, name: str, inputs: dic
     final = out / "checkpoints" / f"step_{cfg.trainer.max_steps}"
 
     def train(previous: Previous) -> StageResult:
-        from robodream.pipeline.train_policy import train_policy
+        from robodream.pipeline.policy.train import train_policy
 
         resume = previous.resumes(out / "checkpoints" / "last.ckpt")
         data = sources() if sources is not None else cfg.data
@@ -105,7 +106,7 @@ def eval_stage(cfg: EvalConfig, slug: str, name: str, inputs: dict[str, str], ex
     out = Path(cfg.out)
 
     def evaluate(previous: Previous) -> StageResult:
-        from robodream.pipeline.evaluate import run_evaluation
+        from robodream.pipeline.policy.evaluate import run_evaluation
 
         [result] = run_evaluation(cfg)
         print(f"      eval_info {out / 'eval_info.json'}")
@@ -139,3 +140,55 @@ def train_and_eval_stages(cfg: PolicyStageConfig, data: str, inputs: dict[str, s
         eval_stage(eval_cfg, f"eval-policy{suffix}", f"eval{label} {final.name} on {cfg.task}: {e.episodes} episodes "
                    f"from seed {e.seed}, {e.workers} workers -> {eval_out}", inputs={"policy": str(final)}),
     ]
+
+
+@dataclass
+class AugmentedPolicyStageConfig:
+    """train-policy on real + synthetic windows, with the `policy:` section's network, trainer and eval."""
+
+    enabled: bool = True
+    out: str = "policy_augmented"  # relative to the pipeline's out
+    real_weight: float = 0.5  # share of training windows drawn from the real store; the rest are synthetic
+
+    def __post_init__(self) -> None:
+        if not 0 < self.real_weight < 1:
+            raise RobodreamError(f"augmented.real_weight must be in (0, 1), got {self.real_weight}: the share of "
+                                 "real windows next to synthetic ones")
+
+
+@dataclass
+class ImaginationEvalStageConfig:
+    """eval env=world_model of each trained policy, on the `policy.eval` seeds (so sim and imagination pair up)."""
+
+    enabled: bool = runtime(True)
+    episodes: int | None = None  # None: policy.eval.episodes
+    max_steps: int | None = None  # stop imagined episodes early (None: the task's limit)
+    success_threshold: float = 0.5
+    success_radius: float | None = None  # also a success: the probe's cube this close (m) to the goal
+    num_sampling_steps: int | None = None  # None: the world model's own
+    workers: int = runtime(2)
+    videos: int = 1
+
+
+def imagination_config(cfg: ImaginationEvalStageConfig, wm_dir: Path, probe_dir: Path) -> ImaginationConfig:
+    """The pipeline's world model and probe, with the imagination section's success threshold and sampler."""
+    return ImaginationConfig(wm=str(wm_dir / "model"), probe=str(probe_dir / "model"),
+                             success_threshold=cfg.success_threshold, success_radius=cfg.success_radius,
+                             num_sampling_steps=cfg.num_sampling_steps)
+
+
+def imagination_eval_stage(cfg: ImaginationEvalStageConfig, policy: PolicyStageConfig, out: Path, variant: str,
+                           env: EnvConfig, wm_dir: Path, probe_dir: Path) -> Stage:
+    """eval in imagination of the final checkpoint in `out`, on the `policy.eval` seeds (pairs with its sim eval)."""
+    final = final_checkpoint(policy, out)
+    episodes, seed = cfg.episodes or policy.eval.episodes, policy.eval.seed
+    eval_out = out / "eval" / f"{final.name}_{policy.task}_imagined_seed{seed}"
+    eval_cfg = EvalConfig(policy=str(final), task=policy.task, episodes=episodes, seed=seed, workers=cfg.workers,
+                          videos=cfg.videos, out=str(eval_out), env=env, max_steps=cfg.max_steps, imagine=True,
+                          imagination=imagination_config(cfg, wm_dir, probe_dir))
+    which = f"{variant} " if variant else ""
+    return eval_stage(eval_cfg, f"eval-imagined{'-' + variant if variant else ''}",
+                      f"eval in imagination {which}{final.name} on {policy.task}: {episodes} episodes from seed "
+                      f"{seed} -> {eval_out}", note=" (probe)",
+                      inputs={"policy": str(final), "world_model": str(wm_dir / "model"),
+                              "probe": str(probe_dir / "model")})

@@ -1,0 +1,1 @@
+"""Collect, inspect, merge and record episodes: the stores everything else reads."""

@@ -1,0 +1,1 @@
+"""Train policies, evaluate them in PyBullet or in imagination."""

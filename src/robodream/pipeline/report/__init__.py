@@ -1,0 +1,1 @@
+"""The run report (HTML + Markdown)."""

@@ -1,0 +1,1 @@
+"""The physical arm: deploy a policy, record over ROS 2."""

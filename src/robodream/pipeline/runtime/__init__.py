@@ -1,0 +1,1 @@
+"""Worker processes, Ray actors, Ctrl-C handling."""

@@ -1,0 +1,1 @@
+"""Generate synthetic rollouts with the world model."""

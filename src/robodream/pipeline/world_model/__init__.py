@@ -1,0 +1,1 @@
+"""Train the world model and its probe, dream, evaluate the model."""
