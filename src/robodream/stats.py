@@ -80,3 +80,14 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
 def format_correlation(value: float | None, digits: int = 3) -> str:
     """A signed correlation for tables and titles ("+0.632"), or "undefined" where it is None."""
     return "undefined" if value is None else f"{value:+.{digits}f}"
+
+
+def agresti_caffo_interval(successes_a: int, n_a: int, successes_b: int, n_b: int,
+                           z: float = 1.96) -> tuple[float, float]:
+    """95% interval (default z) of the difference of two success rates, rate_a - rate_b, by Agresti & Caffo
+    (2000): add one success and one failure to each group, then the Wald interval. Clipped to [-1, 1]."""
+    if n_a < 1 or n_b < 1:
+        raise ValueError("both groups need at least one trial")
+    p_a, p_b = (successes_a + 1) / (n_a + 2), (successes_b + 1) / (n_b + 2)
+    half = z * math.sqrt(p_a * (1 - p_a) / (n_a + 2) + p_b * (1 - p_b) / (n_b + 2))
+    return max(-1.0, p_a - p_b - half), min(1.0, p_a - p_b + half)

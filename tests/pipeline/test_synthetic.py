@@ -10,34 +10,12 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from robodream.datasets.reader import EpisodeStore
 from robodream.pipeline.cli import main
-
-REPO = Path(__file__).resolve().parents[2]
-TINY_WM = REPO / "configs" / "world_model" / "tiny.yaml"
-QUIET = ["trainer.progress_bar=false", "trainer.warmup_steps=1", "trainer.threads=1"]
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    """A small real store (push_cube, 16x16), a tiny world model and a tiny probe trained on it."""
-    root = tmp_path_factory.mktemp("synthetic")
-    store = root / "push.zarr"
-    assert main(["collect", "task=push_cube", "episodes=4", "workers=1", "env.image_size=16", f"out={store}"]) == 0
-    wm = root / "wm"
-    assert main(["train-wm", f"data={store}", f"world_model={TINY_WM}", f"out={wm}", "trainer.max_steps=3",
-                 "trainer.batch_size=8", "trainer.val_every_steps=3", "trainer.checkpoint_every_steps=3",
-                 "val_fraction=0.25", *QUIET]) == 0
-    probe = root / "probe"
-    assert main(["train-probe", f"data={store}", f"out={probe}", "trainer.max_steps=3", "trainer.batch_size=16",
-                 "trainer.val_every_steps=3", "trainer.checkpoint_every_steps=3", "probe.channels=[8,16]",
-                 "probe.hidden=32", "val_fraction=0.25", *QUIET]) == 0
-    return store, wm, probe
 
 
 def test_the_probe_reports_position_error_and_success_precision_recall(models):
@@ -97,7 +75,7 @@ def test_eval_in_imagination_runs_the_harness_in_the_world_model(models, tmp_pat
 
 
 def test_imagined_env_gives_agents_the_true_goal_and_the_probe_cube(models):
-    from robodream.pipeline.imagination import ImaginationConfig, ImaginedTaskEnv
+    from robodream.pipeline.policy.imagination import ImaginationConfig, ImaginedTaskEnv
     from robodream.robots.sim.env import EnvConfig, make_env
 
     _, wm, probe = models
@@ -118,7 +96,7 @@ def test_imagined_env_gives_agents_the_true_goal_and_the_probe_cube(models):
 
 def test_imagined_success_can_also_be_the_probe_cube_within_a_radius_of_the_goal(models):
     from robodream.errors import RobodreamError
-    from robodream.pipeline.imagination import ImaginationConfig, ImaginedTaskEnv
+    from robodream.pipeline.policy.imagination import ImaginationConfig, ImaginedTaskEnv
     from robodream.robots.sim.env import EnvConfig
 
     _, wm, probe = models

@@ -33,7 +33,7 @@ YAML_SUFFIXES = (".yaml", ".yml")
 # The configs/ folder holding the named configs of each kind of section (by its config class, so that `env=` of
 # collect, eval and sim-arm all take configs/task names, while a pipeline's `world_model:` stage section does not).
 SECTION_FOLDERS = {"EnvConfig": "task", "WorldModelConfig": "world_model", "PolicyConfig": "policy",
-                   "RobotConfig": "robot"}
+                   "RobotConfig": "robot", "PlannerConfig": "planner"}
 
 
 def configs_dir() -> Path | None:

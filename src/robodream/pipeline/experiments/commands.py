@@ -1,7 +1,8 @@
-"""`robodream experiment augment|rank`: the synthetic-data experiments of issue 6 (registered in cli.py).
+"""`robodream experiment augment|rank|plan`: the experiments built from the stage builders.
 
     robodream experiment augment configs/experiment/augment.yaml
     robodream experiment rank configs/experiment/rank.yaml policy_run=runs/policy imagination.wm=runs/wm ...
+    robodream experiment plan configs/experiment/plan.yaml wm=runs/wm probe=runs/probe
 
 Both take YAML files and key=value overrides like every config-driven command; see pipeline/experiments/.
 """
@@ -28,11 +29,19 @@ def _cmd_rank(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_plan(ns: argparse.Namespace) -> int:
+    from robodream.pipeline.cli_args import build_from_args
+    from robodream.pipeline.experiments.plan import PlanExperimentConfig, run_plan_experiment
+
+    run_plan_experiment(build_from_args(PlanExperimentConfig, ns.args))
+    return 0
+
+
 def add_commands(sub) -> None:
-    """Add `experiment` with its two experiments to the `robodream` parser."""
+    """Add `experiment` with its experiments to the `robodream` parser."""
     from robodream.pipeline.cli_args import add_config_command
 
-    experiment = sub.add_parser("experiment", help="run a synthetic-data experiment: augment or rank",
+    experiment = sub.add_parser("experiment", help="run an experiment: augment, rank or plan",
                                 description="run a synthetic-data experiment; a re-run skips finished sub-steps")
     kinds = experiment.add_subparsers(dest="experiment", required=True, metavar="experiment")
     add_config_command(kinds, "augment", "train policies on N real demos with and without synthetic rollouts and "
@@ -41,3 +50,6 @@ def add_commands(sub) -> None:
     add_config_command(kinds, "rank", "evaluate checkpoints and noisy experts in PyBullet and in imagination and "
                        "correlate the success rates (Pearson, Spearman, scatter plot)", _cmd_rank,
                        "robodream.pipeline.experiments.rank:RankConfig")
+    add_config_command(kinds, "plan", "evaluate the CEM planner with the world model and with PyBullet as its "
+                       "dynamics on the same seeds: the planning gap, its interval and a verdict", _cmd_plan,
+                       "robodream.pipeline.experiments.plan:PlanExperimentConfig")

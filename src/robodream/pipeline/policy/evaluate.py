@@ -5,6 +5,8 @@
     robodream eval --checkpoints runs/policy task=push_cube episodes=50       # every checkpoint of a run
     robodream eval policy=runs/policy env=world_model imagination.wm=runs/wm imagination.probe=runs/probe
                                                                              # the same loop, in imagination
+    robodream eval policy=planner planner=cem planner.wm=runs/wm planner.probe=runs/probe task=push_cube
+                                                                             # MPC in the world model (planner.py)
 
 Steps: resolve the checkpoint(s) and check their features against the task env (one line naming any
 mismatch) -> run episode i with seed `seed + i` in worker processes, each loading the policy and building
@@ -24,6 +26,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
 from robodream.config_fields import runtime
@@ -31,8 +34,9 @@ from robodream.datasets.outputs import check_folder
 from robodream.errors import RobodreamError
 from robodream.features import IMAGE_PREFIX
 from robodream.pipeline.config import save_config
-from robodream.pipeline.policy.harness import EpisodeResult, eval_info, evaluate
+from robodream.pipeline.policy.harness import EpisodeResult, eval_info, evaluate, planning_totals
 from robodream.pipeline.policy.imagination import ImaginationConfig, ImaginedEnvFactory
+from robodream.pipeline.policy.planner import PLANNER, PlannerConfig, make_planner
 from robodream.pipeline.runtime.interrupt import graceful_interrupt
 from robodream.pretrained import resolve_model_dir, run_checkpoints
 from robodream.robots.sim.env import EnvConfig
@@ -47,7 +51,8 @@ EVAL_MARKERS = ("config.yaml", "eval_info.json", "sweep.json")  # what makes a f
 class EvalConfig:
     """What to evaluate, on which task and seeds, and where the results go."""
 
-    policy: str | None = runtime(None)  # a checkpoint dir, a training run (its latest checkpoint), or "expert"
+    #: a checkpoint dir, a training run (its latest checkpoint), "expert", or "planner" (the `planner:` section)
+    policy: str | None = runtime(None)
     checkpoints: str | None = runtime(None)  # a training run: evaluate every checkpoints/step_<N> (a sweep)
     task: str | None = None  # shorthand for env.task; default: the task the checkpoint was trained on
     episodes: int = 50
@@ -69,10 +74,13 @@ class EvalConfig:
     #: evaluate in the world model's imagination instead of PyBullet (`env=world_model` on the command line)
     imagine: bool = False
     imagination: ImaginationConfig = field(default_factory=ImaginationConfig)
+    planner: PlannerConfig = field(default_factory=PlannerConfig)  # policy=planner: MPC (planner=cem)
 
     def __post_init__(self) -> None:
         if self.imagine:
             self.imagination.require()
+        if self.policy == PLANNER:
+            self.planner.require_models()
         if (self.policy is None) == (self.checkpoints is None):
             raise RobodreamError("name what to evaluate: policy=<checkpoint dir | run dir | expert>, or "
                                  "--checkpoints <run dir> for every checkpoint of a run (not both)")
@@ -116,7 +124,7 @@ def _default_out(cfg: EvalConfig, target: Path | None) -> Path:
     if cfg.out:
         return Path(cfg.out)
     if target is None:
-        return Path("runs/eval") / f"{EXPERT}_{suffix}"
+        return Path("runs/eval") / f"{_scripted_name(cfg)}_{suffix}"
     if cfg.checkpoints is not None:
         return target / "eval" / f"sweep_{suffix}"
     if target.parent.name == "checkpoints":  # inside a training run
@@ -124,7 +132,14 @@ def _default_out(cfg: EvalConfig, target: Path | None) -> Path:
     return Path("runs/eval") / f"{target.name}_{suffix}"
 
 
+def _scripted_name(cfg: EvalConfig) -> str:
+    """The name of an agent that is not a checkpoint: expert, planner_world_model or planner_sim."""
+    return f"{PLANNER}_{cfg.planner.dynamics}" if cfg.policy == PLANNER else EXPERT
+
+
 def _agent_factories(cfg: EvalConfig, checkpoints: list[Path]) -> list:
+    if cfg.policy == PLANNER:
+        return [partial(make_planner, cfg.planner, cfg.env)]
     if not checkpoints:
         from robodream.robots.sim.experts import make_expert
 
@@ -144,6 +159,8 @@ def _write_videos(results: list[EpisodeResult], out: Path, fps: float, scale: in
 
     videos = [str(write_mp4(upscale(r.frames, scale), out / f"eval_episode_{i}.mp4", fps))
               for i, r in enumerate(results[:first]) if r.frames is not None]
+    videos += [_side_by_side(r, out / f"eval_episode_{i}_sim_vs_imagined.mp4", fps, scale)
+               for i, r in enumerate(results[:first])]
     examples = {}
     for outcome in ("success", "failure"):
         found = next(((i, r) for i, r in enumerate(results)
@@ -152,7 +169,22 @@ def _write_videos(results: list[EpisodeResult], out: Path, fps: float, scale: in
             # 2x is enough to see the cube; the report inlines these GIFs, so they stay small
             gif = write_gif(upscale(found[1].frames, min(scale, 2)), out / f"eval_{outcome}.gif", fps)
             examples[outcome] = {"episode_ix": found[0], "seed": found[1].seed, "gif": str(gif)}
-    return videos, examples
+            if outcome == "failure" and found[0] >= first:
+                videos.append(_side_by_side(found[1], out / "eval_failure_sim_vs_imagined.mp4", fps, scale))
+    return [v for v in videos if v is not None], examples
+
+
+def _side_by_side(result: EpisodeResult, path: Path, fps: float, scale: int) -> str | None:
+    """A planner's episode as it happened (left) beside the frame its model predicted for each executed action
+    (right); None for an episode without imagined frames (any other agent, or the oracle planner)."""
+    from robodream.datasets.video import upscale, write_mp4
+
+    imagined = (result.extra or {}).get("imagined_frames")
+    if result.frames is None or imagined is None:
+        return None
+    steps = min(len(imagined), len(result.frames) - 1)
+    pair = np.concatenate([result.frames[1:1 + steps], imagined[:steps]], axis=2)
+    return str(write_mp4(upscale(pair, scale), path, fps))
 
 
 @dataclass
@@ -177,7 +209,7 @@ def _targets(cfg: EvalConfig) -> tuple[list[tuple[int | None, Path]], Path | Non
     """(step, checkpoint) of every policy to evaluate (none for the expert), and the run or checkpoint named."""
     if cfg.checkpoints is not None:
         return run_checkpoints(cfg.checkpoints), Path(cfg.checkpoints)
-    if cfg.policy == EXPERT:
+    if cfg.policy in (EXPERT, PLANNER):
         return [], None
     checkpoint = resolve_model_dir(cfg.policy, "policy")
     return [(None, checkpoint)], checkpoint
@@ -207,7 +239,7 @@ def run_evaluation(cfg: EvalConfig) -> list[EvalResult]:
     check_folder(out, EVAL_MARKERS, "an evaluation folder")  # never into (and over the config.yaml of) a user's folder
     save_config(cfg, out / "config.yaml")
 
-    names = [p.name for p in checkpoints] or [EXPERT]
+    names = [p.name for p in checkpoints] or [_scripted_name(cfg)]
     step_of = [s if s is not None else info.get("training", {}).get("step")
                for (s, _), info in zip(steps_paths, infos, strict=True)] or [None]
     seeds = [cfg.seed + i for i in range(cfg.episodes)]
@@ -229,7 +261,7 @@ def run_evaluation(cfg: EvalConfig) -> list[EvalResult]:
             wins = sum(r.success for r in done)
             bar.update(1)
             bar.set_description(f"eval {names[agent_ix]}")
-            bar.set_postfix_str(f"success {wins}/{len(done)} ({wins / len(done):.0%})")
+            bar.set_postfix_str(f"success {wins}/{len(done)} ({wins / len(done):.0%})" + _planning_rate(done))
             if len(done) == len(seeds):
                 now = time.monotonic()
                 folder = out / names[agent_ix] if cfg.checkpoints is not None else out
@@ -245,12 +277,21 @@ def run_evaluation(cfg: EvalConfig) -> list[EvalResult]:
     return evaluated
 
 
+def _planning_rate(results: list[EpisodeResult]) -> str:
+    """", 0.9 plans/s, 345 frames/s" for a planner's episodes so far (model frames per second of planning)."""
+    planning = [r.extra["planning"] for r in results if r.extra and "planning" in r.extra]
+    if not planning:
+        return ""
+    totals = planning_totals(planning)
+    return f", {totals['plans_per_s']:.2f} plans/s, {totals['model_steps_per_s']:.0f} frames/s"
+
+
 def _finish(cfg: EvalConfig, name: str, step: int | None, checkpoints: list[Path], agent_ix: int,
             results: list[EpisodeResult], eval_s: float, folder: Path, fps: float) -> EvalResult:
     videos, examples = _write_videos(results, folder, fps, cfg.video_scale, cfg.videos)
     info = eval_info(results, eval_s, videos, info={
-        "policy": str(checkpoints[agent_ix]) if checkpoints else EXPERT, "step": step, "task": cfg.env.task,
-        "env": "world_model" if cfg.imagine else "pybullet",
+        "policy": str(checkpoints[agent_ix]) if checkpoints else _scripted_name(cfg), "step": step,
+        "task": cfg.env.task, "env": "world_model" if cfg.imagine else "pybullet",
         **({"world_model": cfg.imagination.wm, "probe": cfg.imagination.probe} if cfg.imagine else {}),
         "seeds": [cfg.seed, cfg.seed + cfg.episodes - 1], "workers": cfg.workers,
         "mean_episode_steps": sum(r.steps for r in results) / len(results), "examples": examples})

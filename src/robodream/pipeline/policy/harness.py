@@ -44,6 +44,9 @@ class EpisodeResult:
     success: bool
     steps: int
     frames: np.ndarray | None = None
+    #: what the agent reports about the episode (`agent.episode_report(with_frames)`, when it has one): the
+    #: planner's cost figures, and with frames what it imagined for each executed step
+    extra: dict | None = None
 
 
 def run_episode(env, agent: Agent, seed: int, max_steps: int | None = None,
@@ -68,8 +71,10 @@ def run_episode(env, agent: Agent, seed: int, max_steps: int | None = None,
         if frames is not None:
             frames.append(np.asarray(obs[video_key]))
         done = terminated or truncated or (max_steps is not None and steps >= max_steps)
+    report = getattr(agent, "episode_report", None)
     return EpisodeResult(seed=int(seed), sum_reward=float(np.sum(rewards)), max_reward=float(max(rewards, default=0.0)),
-                         success=success, steps=steps, frames=np.stack(frames) if frames is not None else None)
+                         success=success, steps=steps, frames=np.stack(frames) if frames is not None else None,
+                         extra=report(frames is not None) if report is not None else None)
 
 
 @dataclass
@@ -124,7 +129,7 @@ def eval_info(results: Sequence[EpisodeResult], eval_s: float, video_paths: Sequ
     record: dict[str, Any] = {
         "per_episode": [
             {"episode_ix": i, "sum_reward": r.sum_reward, "max_reward": r.max_reward, "success": r.success,
-             "seed": r.seed}
+             "seed": r.seed, **{k: v for k, v in (r.extra or {}).items() if not isinstance(v, np.ndarray)}}
             for i, r in enumerate(results)
         ],
         "aggregated": {
@@ -137,6 +142,19 @@ def eval_info(results: Sequence[EpisodeResult], eval_s: float, video_paths: Sequ
         },
         "video_paths": list(video_paths),
     }
+    planning = [r.extra["planning"] for r in results if r.extra and "planning" in r.extra]
+    if planning:
+        record["aggregated"]["planning"] = planning_totals(planning)
     if info:
         record["info"] = info
     return record
+
+
+def planning_totals(per_episode: Sequence[dict]) -> dict[str, float]:
+    """A planner's cost over episodes: plans/s and model steps (imagined frames, or simulated steps) per second
+    of planning."""
+    plans = sum(e["plans"] for e in per_episode)
+    steps = sum(e["model_steps"] for e in per_episode)
+    seconds = sum(e["plan_s"] for e in per_episode)
+    return {"plans": plans, "model_steps": steps, "plan_s": seconds, "plans_per_s": plans / max(seconds, 1e-9),
+            "model_steps_per_s": steps / max(seconds, 1e-9)}
