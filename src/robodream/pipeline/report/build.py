@@ -5,7 +5,7 @@ twin, linking the same images). Sections: the datasets (`robodream info` lines a
 world-model fidelity against horizon and its baselines (eval-wm's metrics.json + fidelity.png), real vs imagined
 GIFs (dream), policy success (every eval_info.json of the run: policies x sim / imagination) with a bar chart,
 the rank correlation of sim and imagined success when enough policies were evaluated in both, every model's
-training curves (report_curves.py, from the CSV its trainer logged), the time every
+training curves (curves.py, from the CSV its trainer logged), the time every
 stage took, and the command + resolved config that reproduce the run. Artifacts are found by their file names
 in the run directory, so the report also works on runs assembled by hand; a section whose inputs are absent
 says so.
