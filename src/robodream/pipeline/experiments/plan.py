@@ -29,6 +29,7 @@ from typing import Any
 from robodream.config_fields import runtime
 from robodream.errors import RobodreamError
 from robodream.pipeline.config import save_config
+from robodream.pipeline.experiments.tables import model_weights
 from robodream.pipeline.policy.planner import PLANNER, PlannerConfig
 from robodream.pipeline.stages import Stage, run_stages
 from robodream.robots.sim.env import EnvConfig
@@ -62,10 +63,6 @@ class PlanExperimentConfig:
             raise RobodreamError("episodes must be >= 1, workers and seed >= 0")
 
 
-def _model_dir(path: str) -> str:
-    return str(Path(path) / "model") if (Path(path) / "model" / "config.json").is_file() else path
-
-
 def planning_stages(cfg: PlanExperimentConfig) -> list[Stage]:
     """One evaluation stage per dynamics, oracle first (nothing runs yet)."""
     from robodream.pipeline.policy.builders import eval_stage
@@ -79,7 +76,7 @@ def planning_stages(cfg: PlanExperimentConfig) -> list[Stage]:
         evaluation = EvalConfig(policy=PLANNER, task=cfg.env.task, env=cfg.env, planner=planner,
                                 episodes=cfg.episodes, seed=cfg.seed, workers=cfg.workers, max_steps=cfg.max_steps,
                                 videos=cfg.videos, out=str(Path(cfg.out) / folder), progress=cfg.progress)
-        inputs = {"world_model": _model_dir(cfg.wm), "probe": _model_dir(cfg.probe)} if imagined else {}
+        inputs = {"world_model": model_weights(cfg.wm), "probe": model_weights(cfg.probe)} if imagined else {}
         stages.append(eval_stage(evaluation, f"plan-{folder}", f"eval the planner with {folder.replace('_', ' ')} "
                                  f"dynamics: {cfg.episodes} episodes from seed {cfg.seed}", inputs))
     return stages

@@ -26,7 +26,7 @@ from typing import Any
 from robodream.config_fields import runtime
 from robodream.errors import RobodreamError
 from robodream.pipeline.config import save_config
-from robodream.pipeline.experiments.tables import pyplot, write_csv
+from robodream.pipeline.experiments.tables import model_weights, pyplot, write_csv
 from robodream.pipeline.policy.imagination import ImaginationConfig
 from robodream.pipeline.stages import Stage, run_stages
 from robodream.robots.sim.env import EnvConfig
@@ -103,11 +103,6 @@ def agents(cfg: RankConfig) -> list[Agent]:
     return found
 
 
-def _model_dir(path: str) -> str:
-    # Fingerprint the exported weights, not a whole training run (its Lightning checkpoints are large).
-    return str(Path(path) / "model") if (Path(path) / "model" / "config.json").is_file() else path
-
-
 def _eval_stage(cfg: RankConfig, agent: Agent, world: str, root: Path) -> Stage:
     from robodream.pipeline.policy.builders import eval_stage
     from robodream.pipeline.policy.evaluate import EvalConfig
@@ -122,7 +117,7 @@ def _eval_stage(cfg: RankConfig, agent: Agent, world: str, root: Path) -> Stage:
                             imagination=cfg.imagination if imagine else ImaginationConfig())
     inputs = {} if agent.kind == "expert" else {"policy": agent.policy}
     if imagine:
-        inputs |= {"world_model": _model_dir(cfg.imagination.wm), "probe": _model_dir(cfg.imagination.probe)}
+        inputs |= {"world_model": model_weights(cfg.imagination.wm), "probe": model_weights(cfg.imagination.probe)}
     # The agent's label in the hash: the same folder never passes off one agent's results as another's.
     return eval_stage(evaluation, f"eval-{agent.slug}-{world}",
                       f"eval {agent.label} in {world}: {cfg.episodes} episodes from seed {cfg.seed}", inputs,

@@ -34,3 +34,9 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def model_weights(path: str) -> str:
+    """What an experiment fingerprints for a model: the exported weights (<run>/model) of a training run, not the
+    whole run (its Lightning checkpoints are large); a model directory as given."""
+    return str(Path(path) / "model") if (Path(path) / "model" / "config.json").is_file() else path

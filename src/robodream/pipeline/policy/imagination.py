@@ -32,7 +32,7 @@ from robodream.robots.sim.env import EnvConfig
 #: identity quaternion for the cube orientation, which the probe does not predict
 _NO_ROTATION = np.array([0.0, 0.0, 0.0, 1.0], dtype=np.float32)
 #: where the goal sits in the task envs' environment_state: [cube xyz, cube quaternion, goal xyz]
-_GOAL = slice(7, 10)
+GOAL = slice(7, 10)
 
 
 @dataclass
@@ -91,7 +91,7 @@ class ImaginedTaskEnv:
 
     def _initial_observation(self, seed: int) -> dict[str, np.ndarray]:
         obs, _ = self.sim.reset(seed=seed)
-        self._goal = np.asarray(obs[ENV_STATE][_GOAL], dtype=np.float32)
+        self._goal = np.asarray(obs[ENV_STATE][GOAL], dtype=np.float32)
         return obs
 
     def _judge(self, obs: dict[str, np.ndarray]) -> np.ndarray:

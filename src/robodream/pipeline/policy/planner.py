@@ -29,11 +29,10 @@ import numpy as np
 from robodream.config_fields import runtime
 from robodream.errors import RobodreamError
 from robodream.features import ENV_STATE
+from robodream.pipeline.policy.imagination import GOAL
 
 PLANNER = "planner"
 DYNAMICS = ("world_model", "sim")
-#: where the goal sits in the sim tasks' environment_state: [cube xyz, cube quaternion, goal xyz]
-GOAL = slice(7, 10)
 
 
 @dataclass
@@ -124,7 +123,6 @@ class CEMPlanner:
     def __init__(self, cfg: PlannerConfig, action_dim: int = 4):
         self.cfg = cfg
         self.action_dim = action_dim
-        self.rng = np.random.default_rng(cfg.seed)
         self.stats = PlanStats()
         self.reset()
 

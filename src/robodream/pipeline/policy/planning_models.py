@@ -108,7 +108,8 @@ class WorldModelDynamics:
     def reset(self, seed: int | None) -> None:
         from robodream.world_models.model import set_seed_generator
 
-        self.frames.clear(), self.actions.clear(), self.states.clear()
+        for history in (self.frames, self.actions, self.states):
+            history.clear()
         self._pending = np.zeros(self.action_dim, np.float32)
         self.world.generator = set_seed_generator(self.seed + (seed or 0), self.world.device)
 

@@ -20,9 +20,12 @@ from robodream.world_models.configuration import WorldModelConfig
 from robodream.world_models.probe import ProbeConfig
 
 
-def _demo_trainer() -> TrainerConfig:
-    return TrainerConfig(max_steps=300, batch_size=16, learning_rate=1e-3, warmup_steps=20, val_every_steps=150,
-                         checkpoint_every_steps=150, ema_decay=0.99, progress_bar=False)
+def _demo_trainer(max_steps: int = 300, batch_size: int = 16) -> TrainerConfig:
+    """The demo-size schedule of the pipeline's world model (and, shorter, its probe): validate and checkpoint
+    twice."""
+    return TrainerConfig(max_steps=max_steps, batch_size=batch_size, learning_rate=1e-3, warmup_steps=20,
+                         val_every_steps=max_steps // 2, checkpoint_every_steps=max_steps // 2, ema_decay=0.99,
+                         progress_bar=False)
 
 
 @dataclass
@@ -106,11 +109,6 @@ def world_model_stages(cfg: WorldModelStageConfig, store: str, run_dir: Path) ->
     ]
 
 
-def _demo_probe_trainer() -> TrainerConfig:
-    return TrainerConfig(max_steps=200, batch_size=32, learning_rate=1e-3, warmup_steps=20, val_every_steps=100,
-                         checkpoint_every_steps=100, ema_decay=0.99, progress_bar=False)
-
-
 @dataclass
 class ProbeStageConfig:
     """train-probe on the store the world model trained on (the probe must read the world model's frames)."""
@@ -118,7 +116,7 @@ class ProbeStageConfig:
     enabled: bool = True
     out: str = "probe"  # relative to the pipeline's out: probe/model, probe/metrics.json
     probe: ProbeConfig = field(default_factory=lambda: ProbeConfig(channels=[16, 32, 64], hidden=64))
-    trainer: TrainerConfig = field(default_factory=_demo_probe_trainer)
+    trainer: TrainerConfig = field(default_factory=lambda: _demo_trainer(max_steps=200, batch_size=32))
     val_fraction: float = 0.2
 
 
