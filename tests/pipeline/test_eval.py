@@ -134,3 +134,68 @@ def test_a_checkpoint_that_does_not_fit_the_task_is_refused(policy_run, tiny_sto
     assert main(["eval", f"policy={tmp_path}", f"out={tmp_path / 'c'}"]) == 2
     assert f"no policy at {tmp_path}: it has no config.json" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def _crash_after(monkeypatch, episodes: int) -> list:
+    """Make the evaluation die (as a kill would) after `episodes` results; returns the `done` sets it was given."""
+    from robodream.pipeline.policy import evaluate as evaluate_module
+
+    calls: list = []
+
+    def dying(*args, done=(), **kwargs):
+        calls.append(set(done))
+        for count, item in enumerate(evaluate(*args, done=done, **kwargs)):
+            if count == episodes:
+                raise RuntimeError("killed")
+            yield item
+
+    monkeypatch.setattr(evaluate_module, "evaluate", dying)
+    return calls
+
+
+def test_an_interrupted_evaluation_resumes_with_only_the_missing_episodes(tmp_path, monkeypatch):
+    args = ["policy=expert", "task=push_cube", "episodes=4", "workers=0", "videos=1", "env.image_size=32",
+            "env.max_steps=40", "progress=false"]
+    [straight] = run_evaluation(build_config(EvalConfig, args + [f"out={tmp_path / 'straight'}"]))
+    out = tmp_path / "resumed"
+    calls = _crash_after(monkeypatch, 2)
+    with pytest.raises(RuntimeError, match="killed"):
+        run_evaluation(build_config(EvalConfig, args + [f"out={out}"]))
+    assert sorted(p.name for p in (out / "episodes.partial").glob("*.pkl")) == [
+        "agent0_episode0.pkl", "agent0_episode1.pkl"]
+    assert not (out / "eval_info.json").exists()
+    calls.clear()
+    monkeypatch.undo()
+    calls = _crash_after(monkeypatch, 99)
+    [resumed] = run_evaluation(build_config(EvalConfig, args + [f"out={out}"]))
+    assert calls == [{(0, 0), (0, 1)}]  # the second sitting ran only episodes 2 and 3
+    assert resumed.info["per_episode"] == straight.info["per_episode"]
+    assert len(read_video(out / "eval_episode_0.mp4")) > 1  # the first episode's frames survived the crash
+    assert not (out / "episodes.partial").exists()
+
+
+def test_kept_episodes_of_a_different_evaluation_are_discarded(tmp_path, monkeypatch, capsys):
+    args = ["policy=expert", "task=push_cube", "episodes=2", "workers=0", "videos=0", "env.image_size=32",
+            "env.max_steps=30", "progress=false", f"out={tmp_path / 'e'}"]
+    _crash_after(monkeypatch, 1)
+    with pytest.raises(RuntimeError, match="killed"):
+        run_evaluation(build_config(EvalConfig, args))
+    monkeypatch.undo()
+    calls = _crash_after(monkeypatch, 99)
+    run_evaluation(build_config(EvalConfig, args + ["expert.noise=0.05"]))  # changes what the episodes are
+    assert calls == [set()] and "discarding the kept episodes" in capsys.readouterr().err
+
+
+def test_a_sweep_resumes_after_its_first_checkpoint(policy_run, tmp_path, monkeypatch):
+    out = tmp_path / "sweep"
+    args = ["--checkpoints", str(policy_run), "episodes=1", "workers=0", "videos=0", "env.image_size=32",
+            "env.max_steps=3", f"out={out}", "progress=false"]
+    _crash_after(monkeypatch, 1)
+    with pytest.raises(RuntimeError, match="killed"):
+        main(["eval", *args])
+    assert (out / "step_2" / "eval_info.json").exists() and not (out / "sweep.json").exists()
+    monkeypatch.undo()
+    calls = _crash_after(monkeypatch, 99)
+    assert main(["eval", *args]) == 0
+    assert calls == [{(0, 0)}]
+    assert [r["checkpoint"] for r in json.loads((out / "sweep.json").read_text())["rows"]] == ["step_2", "step_4"]

@@ -34,6 +34,7 @@ from robodream.datasets.outputs import check_folder
 from robodream.errors import RobodreamError
 from robodream.features import IMAGE_PREFIX
 from robodream.pipeline.config import save_config
+from robodream.pipeline.policy.eval_resume import FinishedEpisodes, evaluation_fingerprint
 from robodream.pipeline.policy.harness import EpisodeResult, eval_info, evaluate, planning_totals
 from robodream.pipeline.policy.imagination import ImaginationConfig, ImaginedEnvFactory
 from robodream.pipeline.policy.planner import PLANNER, PlannerConfig, make_planner
@@ -215,10 +216,32 @@ def _targets(cfg: EvalConfig) -> tuple[list[tuple[int | None, Path]], Path | Non
     return [(None, checkpoint)], checkpoint
 
 
-def run_evaluation(cfg: EvalConfig) -> list[EvalResult]:
-    """Evaluate as configured; returns one result per evaluated policy (one, or one per checkpoint)."""
-    from robodream.robots.sim.env import make_env
+@dataclass
+class _Evaluation:
+    """An evaluation ready to run: the config (task resolved), the checkpoints and their names and steps, the
+    env's features and fps, and the output folder (its config.yaml written)."""
 
+    cfg: EvalConfig
+    checkpoints: list[Path]
+    names: list[str]
+    step_of: list[int | None]
+    env_features: dict
+    fps: float
+    out: Path
+
+    def models(self) -> list[str]:
+        """Every model directory the episodes depend on."""
+        cfg = self.cfg
+        models = [str(c) for c in self.checkpoints]
+        if cfg.policy == PLANNER and cfg.planner.dynamics == "world_model":
+            models += [cfg.planner.wm, cfg.planner.probe]
+        if cfg.imagine:
+            models += [cfg.imagination.wm, cfg.imagination.probe]
+        return models
+
+
+def _prepare(cfg: EvalConfig) -> _Evaluation:
+    """Resolve what to evaluate and refuse a mismatch (features, fps, n_action_steps) before any work."""
     steps_paths, target = _targets(cfg)
     checkpoints = [p for _, p in steps_paths]
     if cfg.task is None and checkpoints:  # default to the task the policy was trained on
@@ -238,42 +261,71 @@ def run_evaluation(cfg: EvalConfig) -> list[EvalResult]:
     out = _default_out(cfg, target)
     check_folder(out, EVAL_MARKERS, "an evaluation folder")  # never into (and over the config.yaml of) a user's folder
     save_config(cfg, out / "config.yaml")
-
     names = [p.name for p in checkpoints] or [_scripted_name(cfg)]
     step_of = [s if s is not None else info.get("training", {}).get("step")
                for (s, _), info in zip(steps_paths, infos, strict=True)] or [None]
+    return _Evaluation(cfg, checkpoints, names, step_of, env_features, fps, out)
+
+
+def run_evaluation(cfg: EvalConfig) -> list[EvalResult]:
+    """Evaluate as configured; returns one result per evaluated policy (one, or one per checkpoint).
+
+    Every finished episode is kept in <out>/episodes.partial/ (eval_resume.py): an interrupted evaluation
+    re-run with the same command runs only the episodes it had not finished."""
+    from robodream.pipeline.stages import hashed
+    from robodream.robots.sim.env import make_env
+
+    ev = _prepare(cfg)
+    cfg = ev.cfg
+    kept = FinishedEpisodes(ev.out, evaluation_fingerprint(hashed(cfg), ev.models()))
     seeds = [cfg.seed + i for i in range(cfg.episodes)]
-    video_key = f"{IMAGE_PREFIX}front" if f"{IMAGE_PREFIX}front" in env_features else None
-    per_agent: list[list[EpisodeResult]] = [[] for _ in names]
+    per_agent: list[dict[int, EpisodeResult]] = [{} for _ in ev.names]
+    for (agent_ix, episode_ix), result in kept.load().items():
+        per_agent[agent_ix][episode_ix] = result
+    video_key = f"{IMAGE_PREFIX}front" if f"{IMAGE_PREFIX}front" in ev.env_features else None
     evaluated: list[EvalResult] = []
-    bar = tqdm(total=len(names) * len(seeds), desc=f"eval {names[0]}", unit="ep", disable=not cfg.progress,
-               dynamic_ncols=True, file=sys.stderr)
+    bar = tqdm(total=len(ev.names) * len(seeds), initial=sum(map(len, per_agent)), desc=f"eval {ev.names[0]}",
+               unit="ep", disable=not cfg.progress, dynamic_ncols=True, file=sys.stderr)
     started = agent_started = time.monotonic()
+
+    def finish_if_complete(agent_ix: int) -> None:
+        nonlocal agent_started
+        if len(per_agent[agent_ix]) == len(seeds):
+            now = time.monotonic()
+            folder = ev.out / ev.names[agent_ix] if cfg.checkpoints is not None else ev.out
+            results = [per_agent[agent_ix][i] for i in range(len(seeds))]
+            evaluated.append(_finish(ev, agent_ix, results, kept.agent_seconds(agent_ix, now - agent_started), folder))
+            agent_started = now
+
+    for agent_ix in range(len(ev.names)):  # agents an earlier sitting finished completely
+        finish_if_complete(agent_ix)
     with graceful_interrupt("stopping after the current episodes (Ctrl-C again to abort now)") as stop:
         make_task_env = ImaginedEnvFactory(cfg.env, cfg.imagination) if cfg.imagine else partial(make_env, cfg.env)
+        done_before = {(a, e) for a, episodes in enumerate(per_agent) for e in episodes}
         for agent_ix, episode_ix, result in evaluate(
-                make_task_env, _agent_factories(cfg, checkpoints), seeds, cfg.workers, cfg.videos if video_key else 0,
-                video_key, cfg.max_steps, should_stop=stop, every_video=cfg.examples and video_key is not None):
+                make_task_env, _agent_factories(cfg, ev.checkpoints), seeds, cfg.workers,
+                cfg.videos if video_key else 0, video_key, cfg.max_steps, should_stop=stop,
+                every_video=cfg.examples and video_key is not None, done=done_before):
             done = per_agent[agent_ix]
-            if episode_ix >= cfg.videos and any(r.success == result.success and r.frames is not None for r in done):
+            if episode_ix >= cfg.videos and any(r.success == result.success and r.frames is not None
+                                                for r in done.values()):
                 result.frames = None  # only the first success and the first failure are kept beyond the first N
-            done.append(result)
-            wins = sum(r.success for r in done)
+            done[episode_ix] = result
+            kept.save(agent_ix, episode_ix, result, time.monotonic() - agent_started)
+            wins = sum(r.success for r in done.values())
             bar.update(1)
-            bar.set_description(f"eval {names[agent_ix]}")
-            bar.set_postfix_str(f"success {wins}/{len(done)} ({wins / len(done):.0%})" + _planning_rate(done))
-            if len(done) == len(seeds):
-                now = time.monotonic()
-                folder = out / names[agent_ix] if cfg.checkpoints is not None else out
-                evaluated.append(_finish(cfg, names[agent_ix], step_of[agent_ix], checkpoints, agent_ix, done,
-                                         now - agent_started, folder, fps))
-                agent_started = now
+            bar.set_description(f"eval {ev.names[agent_ix]}")
+            bar.set_postfix_str(f"success {wins}/{len(done)} ({wins / len(done):.0%})"
+                                + _planning_rate(list(done.values())))
+            finish_if_complete(agent_ix)
     bar.close()
     if stop.requested:
-        raise RobodreamError(f"evaluation interrupted after {sum(map(len, per_agent))} episodes; nothing "
-                             f"incomplete was written (finished: {[e.name for e in evaluated]})")
+        raise RobodreamError(f"evaluation interrupted after {sum(map(len, per_agent))} episodes; the finished ones "
+                             f"are kept in {kept.folder}: run the same command again to resume "
+                             f"(finished: {[e.name for e in evaluated]})")
+    kept.clear()
     if cfg.checkpoints is not None:
-        write_sweep(evaluated, out, time.monotonic() - started)
+        write_sweep(evaluated, ev.out, time.monotonic() - started)
     return evaluated
 
 
@@ -286,9 +338,10 @@ def _planning_rate(results: list[EpisodeResult]) -> str:
     return f", {totals['plans_per_s']:.2f} plans/s, {totals['model_steps_per_s']:.0f} frames/s"
 
 
-def _finish(cfg: EvalConfig, name: str, step: int | None, checkpoints: list[Path], agent_ix: int,
-            results: list[EpisodeResult], eval_s: float, folder: Path, fps: float) -> EvalResult:
-    videos, examples = _write_videos(results, folder, fps, cfg.video_scale, cfg.videos)
+def _finish(ev: _Evaluation, agent_ix: int, results: list[EpisodeResult], eval_s: float,
+            folder: Path) -> EvalResult:
+    cfg, checkpoints, step = ev.cfg, ev.checkpoints, ev.step_of[agent_ix]
+    videos, examples = _write_videos(results, folder, ev.fps, cfg.video_scale, cfg.videos)
     info = eval_info(results, eval_s, videos, info={
         "policy": str(checkpoints[agent_ix]) if checkpoints else _scripted_name(cfg), "step": step,
         "task": cfg.env.task, "env": "world_model" if cfg.imagine else "pybullet",
@@ -297,7 +350,7 @@ def _finish(cfg: EvalConfig, name: str, step: int | None, checkpoints: list[Path
         "mean_episode_steps": sum(r.steps for r in results) / len(results), "examples": examples})
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "eval_info.json").write_text(json.dumps(info, indent=2))
-    return EvalResult(name, step, folder, info)
+    return EvalResult(ev.names[agent_ix], step, folder, info)
 
 
 def write_sweep(results: list[EvalResult], out: Path, eval_s: float) -> None:

@@ -16,7 +16,7 @@ and aggregated {avg_sum_reward, avg_max_reward, pc_success, eval_s, eval_ep_s}.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -109,13 +109,17 @@ class EvalJobs:
 def evaluate(make_env: Callable[[], Any], make_agents: Sequence[Callable[[], Agent]], seeds: Sequence[int],
              workers: int = 0, video_episodes: int = 0, video_key: str | None = None, max_steps: int | None = None,
              should_stop: Callable[[], bool] = lambda: False,
-             every_video: bool = False) -> Iterator[tuple[int, int, EpisodeResult]]:
+             every_video: bool = False,
+             done: Collection[tuple[int, int]] = ()) -> Iterator[tuple[int, int, EpisodeResult]]:
     """Yield (agent_ix, episode_ix, result) for every agent on every seed, in order, from `workers`
-    processes (0 = this process). The factories must be picklable when workers > 0. Frames of `video_key` come
-    back for the first `video_episodes` episodes of each agent, or for all of them with `every_video`."""
+    processes (0 = this process), except the (agent_ix, episode_ix) pairs in `done` (finished by an earlier,
+    interrupted sitting). The factories must be picklable when workers > 0. Frames of `video_key` come back for
+    the first `video_episodes` episodes of each agent, or for all of them with `every_video`."""
     jobs = EvalJobs(make_env, list(make_agents), list(seeds), video_episodes, video_key, max_steps, every_video)
+    skip = set(done)
+    todo = [i for i in range(len(make_agents) * len(seeds)) if divmod(i, len(seeds)) not in skip]
     with make_pool(workers, jobs) as pool:
-        for index, result in pool.imap(range(len(make_agents) * len(seeds)), should_stop=should_stop):
+        for index, result in pool.imap(todo, should_stop=should_stop):
             agent_ix, episode_ix = divmod(index, len(seeds))
             yield agent_ix, episode_ix, result
 
