@@ -9,7 +9,7 @@ average of the ranks they span ("fractional ranking", as scipy.stats.spearmanr d
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -91,3 +91,30 @@ def agresti_caffo_interval(successes_a: int, n_a: int, successes_b: int, n_b: in
     p_a, p_b = (successes_a + 1) / (n_a + 2), (successes_b + 1) / (n_b + 2)
     half = z * math.sqrt(p_a * (1 - p_a) / (n_a + 2) + p_b * (1 - p_b) / (n_b + 2))
     return max(-1.0, p_a - p_b - half), min(1.0, p_a - p_b + half)
+
+
+def bootstrap_interval(statistic: Callable[..., float | None], *columns: Sequence[float], resamples: int = 2000,
+                       seed: int = 0, level: float = 0.95) -> tuple[float, float] | None:
+    """Percentile bootstrap interval of `statistic(*columns)`, resampling the rows (the agents of a rank
+    experiment: each row is one agent's paired figures) with replacement. Resamples where the statistic is
+    undefined (None: e.g. every resampled agent tied) are left out; None when fewer than half are defined."""
+    arrays = [np.asarray(c, dtype=np.float64) for c in columns]
+    n = len(arrays[0])
+    if n < 2 or any(len(a) != n for a in arrays):
+        return None
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(resamples):
+        rows = rng.integers(0, n, n)
+        value = statistic(*(a[rows] for a in arrays))
+        if value is not None and not math.isnan(value):
+            values.append(value)
+    if len(values) < resamples / 2:
+        return None
+    tail = 100 * (1 - level) / 2
+    return float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))
+
+
+def mean_absolute_error(x: Sequence[float], y: Sequence[float]) -> float:
+    """Mean |x - y| of two paired sequences (success rates in points: how far imagination is from the sim)."""
+    return float(np.mean(np.abs(np.asarray(x, dtype=np.float64) - np.asarray(y, dtype=np.float64))))

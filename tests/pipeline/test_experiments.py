@@ -22,7 +22,7 @@ from robodream.pipeline.experiments.rank import correlation
 from robodream.stats import mean_std, pearson, rankdata, spearman
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-AUGMENT_STAGES = 10  # collect real + play, merge, train-wm, train-probe, 2 x (train-policy + eval), generate
+AUGMENT_STAGES = 11  # collect real + play, merge, train-wm, eval-wm, train-probe, 2 x (train-policy + eval), generate
 
 
 def _augment_args(out: Path, *extra: str) -> list[str]:
@@ -156,7 +156,7 @@ def _rank_args(augment: Path, out: Path, *extra: str) -> list[str]:
     return ["experiment", "rank", str(CONFIGS / "experiment" / "rank.yaml"), f"policy_run={models / 'policy_real'}",
             f"checkpoints=[{models / 'policy_mixed'}]", "expert_noise=[0.0,0.03]",
             f"imagination.wm={models / 'world_model'}", f"imagination.probe={models / 'probe'}", "env.image_size=16",
-            "episodes=2", "workers=0", "max_steps=4", "progress=false", f"out={out}", *extra]
+            "episodes=2", "workers=0", "max_steps=4", "progress=false", f"out={out}", "imagination.force=true", *extra]
 
 
 def test_rank_evaluates_every_agent_in_both_worlds_and_correlates(augment_run, tmp_path, capsys):

@@ -67,7 +67,8 @@ def test_the_planner_improves_its_imagined_cost_over_iterations(models):
 def test_the_planner_runs_behind_the_harness_in_pybullet_and_in_imagination(models, tmp_path, world):
     _, wm, probe = models
     out = tmp_path / world
-    imagination = [f"imagination.wm={wm}", f"imagination.probe={probe}"] if world == "world_model" else []
+    imagination = [f"imagination.wm={wm}", f"imagination.probe={probe}", "imagination.force=true"] \
+        if world == "world_model" else []
     assert main(["eval", "policy=planner", "planner=cem", f"planner.wm={wm}", f"planner.probe={probe}", *TINY_PLANNER,
                  "task=push_cube", "env.image_size=16", f"env={world}", *imagination, "episodes=2", "max_steps=3",
                  "workers=0", "videos=1", f"out={out}", "progress=false"]) == 0

@@ -110,8 +110,8 @@ def test_policies_evaluated_in_sim_and_imagination_get_a_rank_correlation(tmp_pa
     html_path, md_path = write_report(tmp_path)
     markdown = md_path.read_text()
     # "-": no checkpoint to read data from; every rate with its n and 95% Wilson interval
-    assert "| augmented | - | push_cube | imagination | 10 | 7/10 = 70% (95% CI 40-89%) |" in markdown
-    assert "| policy | training data | task | success in sim | success in imagination |" in markdown
+    assert "| augmented | - | push_cube | imagination (probe-labelled) | 10 | 7/10 = 70% (95% CI 40-89%) |" in markdown
+    assert "| policy | training data | task | success in sim | success in imagination (probe-labelled) |" in markdown
     assert "| augmented | - | push_cube | 6/10 = 60% (95% CI 31-83%) | 7/10 = 70% (95% CI 40-89%) |" in markdown
     assert "Spearman rank correlation over 3 policies: +0.50" in markdown
     assert (tmp_path / "report" / "rank_scatter.png").exists() and "data:image/png" in html_path.read_text()

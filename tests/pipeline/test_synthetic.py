@@ -37,7 +37,7 @@ def test_generate_labels_every_synthetic_episode_and_filters_by_success(models, 
     out = tmp_path / "synth.zarr"
     assert main(["generate", f"wm={wm}", f"probe={probe}", f"data={store}", "rollouts=5", "horizon=6",
                  "source=demo-actions", "noise=0.1", "batch_size=4", f"out={out}", "progress=false",
-                 "accelerator=cpu"]) == 0
+                 "accelerator=cpu", "force=true"]) == 0  # a 3-step model fails the gates (test_gates.py)
     synth = EpisodeStore.open(out)
     real = EpisodeStore.open(store)
     assert synth.num_episodes == 5
@@ -67,9 +67,10 @@ def test_eval_in_imagination_runs_the_harness_in_the_world_model(models, tmp_pat
     out = tmp_path / "imagined"
     assert main(["eval", "policy=expert", "task=push_cube", "env=world_model", f"imagination.wm={wm}",
                  f"imagination.probe={probe}", "env.image_size=16", "episodes=2", "workers=0", "max_steps=5",
-                 "videos=1", f"out={out}", "progress=false"]) == 0
+                 "videos=1", f"out={out}", "progress=false", "imagination.force=true"]) == 0
     info = json.loads((out / "eval_info.json").read_text())
     assert info["info"]["env"] == "world_model" and info["info"]["world_model"] == str(wm)
+    assert info["info"]["success_from"] == "imagined, probe-labelled" and info["info"]["forced_past_gates"]
     assert [e["seed"] for e in info["per_episode"]] == [1000, 1001]
     assert (out / "eval_episode_0.mp4").is_file()
 
@@ -139,7 +140,7 @@ def test_generate_with_ddp_on_two_cpu_processes_stores_every_rollout_once(models
     # 5 rollouts in batches of 2: rank 0 imagines batches 0 and 2 (rollouts 0, 1, 4), rank 1 batch 1 (2, 3).
     command = [sys.executable, "-m", "robodream.pipeline.cli", "generate", f"wm={wm}", f"probe={probe}",
                f"data={store}", "rollouts=5", "horizon=3", "batch_size=2", f"out={out}", "progress=false",
-               "accelerator=cpu", "devices=2", "strategy=ddp"]
+               "accelerator=cpu", "devices=2", "strategy=ddp", "force=true"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path, check=False,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     output = result.stdout + result.stderr

@@ -35,7 +35,7 @@ from robodream.pipeline.policy.train import TrainPolicyConfig, policy_trainer
 from robodream.pipeline.stages import Stage, run_stages, stage_store
 from robodream.pipeline.synthetic.builders import generate_stage
 from robodream.pipeline.synthetic.generate import SOURCES, GenerateConfig, GenerateFilterConfig
-from robodream.pipeline.world_model.builders import train_probe_stage, train_wm_stage
+from robodream.pipeline.world_model.builders import fidelity_stage, train_probe_stage, train_wm_stage
 from robodream.pipeline.world_model.commands import TrainWorldModelConfig
 from robodream.pipeline.world_model.probe import TrainProbeConfig
 from robodream.policies.configuration import PolicyConfig
@@ -91,6 +91,9 @@ class SyntheticConfig:
     accelerator: str = runtime("auto")
     devices: str = runtime("1")
     weight: float = 0.5  # share of the real+synthetic training samples drawn from the synthetic store
+    #: generate even when a world model or probe fails its gates (pipeline/world_model/gates.py: each world model
+    #: is evaluated on its held-out episodes right after training)
+    force: bool = runtime(False)
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
@@ -160,6 +163,7 @@ def _world_model_stages(cfg: AugmentConfig, data: str, seed: int, out: Path, tag
                              trainer=replace(cfg.probe.trainer, seed=seed, progress_bar=cfg.progress),
                              val_fraction=cfg.probe.val_fraction)
     return [train_wm_stage(wm, f"train-wm-{tag}", f"train-wm {tag}: {wm.trainer.max_steps} steps -> {wm.out}"),
+            fidelity_stage(wm, f"eval-wm-{tag}", f"eval-wm {tag}: fidelity on held-out episodes -> {wm.out}"),
             train_probe_stage(probe, f"train-probe-{tag}",
                               f"train-probe {tag}: {probe.trainer.max_steps} steps -> {probe.out}")]
 
@@ -207,7 +211,7 @@ def _generate_stage(cfg: AugmentConfig, real: str, models: Path, seed: int, out:
                          source=s.source, rollouts=s.rollouts, horizon=s.horizon, noise=s.noise, seed=seed,
                          batch_size=s.batch_size, stop_at_success=s.stop_at_success, filter=s.filter,
                          out=str(store), overwrite=True, accelerator=s.accelerator, devices=s.devices,
-                         progress=cfg.progress)
+                         progress=cfg.progress, force=s.force)
     return generate_stage(gen, f"generate-{tag}", f"generate {tag}: {s.rollouts} rollouts x {s.horizon} steps -> "
                           f"{store}", inputs, summary=out / "synthetic" / "generate.json")
 

@@ -31,7 +31,7 @@ from robodream.pipeline.policy.imagination import ImaginationConfig
 from robodream.pipeline.stages import Stage, run_stages
 from robodream.robots.sim.env import EnvConfig
 from robodream.robots.sim.experts import ExpertConfig
-from robodream.stats import format_correlation, pearson, spearman
+from robodream.stats import bootstrap_interval, format_correlation, mean_absolute_error, pearson, spearman
 
 WORLDS = ("sim", "imagined")
 COLUMNS = ("agent", "kind", "step", "sim_success", "imagined_success", "sim_eval", "imagined_eval")
@@ -131,10 +131,26 @@ def plan(cfg: RankConfig) -> tuple[list[Agent], list[Stage]]:
 
 
 def correlation(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Pearson and Spearman correlation of sim vs imagined success over the agents (None when undefined)."""
+    """Pearson and Spearman correlation of sim vs imagined success over the agents (None when undefined), the
+    mean absolute error of the imagined success rate (points), and a 95% bootstrap interval of each (agents
+    resampled with replacement)."""
     sim = [r["sim_success"] for r in rows]
     imagined = [r["imagined_success"] for r in rows]
-    return {"agents": len(rows), "pearson": pearson(sim, imagined), "spearman": spearman(sim, imagined)}
+    stats: dict[str, Any] = {"agents": len(rows)}
+    for name, statistic in (("pearson", pearson), ("spearman", spearman), ("mae", mean_absolute_error)):
+        stats[name] = statistic(sim, imagined) if rows else None
+        interval = bootstrap_interval(statistic, sim, imagined)
+        stats[f"{name}_ci95"] = list(interval) if interval else None
+    return stats
+
+
+def _with_interval(stats: dict[str, Any], name: str) -> str:
+    """"+0.632 (95% CI +0.20..+0.90)", or "undefined"."""
+    value, interval = stats[name], stats.get(f"{name}_ci95")
+    if name == "mae":
+        text = "undefined" if value is None else f"{value:.1f} points"
+        return text + (f" (95% CI {interval[0]:.1f}..{interval[1]:.1f})" if interval else "")
+    return format_correlation(value) + (f" (95% CI {interval[0]:+.2f}..{interval[1]:+.2f})" if interval else "")
 
 
 def plot_scatter(rows: list[dict[str, Any]], stats: dict[str, Any], path: Path) -> Path:
@@ -169,6 +185,7 @@ def run_rank(cfg: RankConfig, indent: str = "") -> dict[str, Path]:
     `indent` prefixes the progress lines (a pipeline's rank stage nests them under its own)."""
     root = Path(cfg.out)
     found, stages = plan(cfg)
+    forced_past = cfg.imagination.gates("experiment rank")  # before hours of evaluation, not after
     save_config(cfg, root / "config.yaml")
     run_stages(stages, lambda line: print(indent + line, flush=True))
     rows = []
@@ -181,13 +198,17 @@ def run_rank(cfg: RankConfig, indent: str = "") -> dict[str, Path]:
     files = {"csv": write_csv(rows, root / "rank.csv", COLUMNS), "json": root / "rank.json"}
     files["json"].write_text(json.dumps({**stats, "episodes": cfg.episodes, "seeds": [cfg.seed,
                                          cfg.seed + cfg.episodes - 1], "world_model": cfg.imagination.wm,
-                                         "probe": cfg.imagination.probe, "rows": rows}, indent=2))
+                                         "probe": cfg.imagination.probe, "imagined_success_from": "probe-labelled",
+                                         "forced_past_gates": forced_past, "rows": rows}, indent=2))
     files["plot"] = plot_scatter(rows, stats, root / "rank_scatter.png")
     width = max(len(r["agent"]) for r in rows)
-    lines = [f"{'agent':<{width}} {'sim':>6} {'imagined':>9}"]
+    lines = [f"FORCED past the gates: {'; '.join(forced_past)}: the imagined column is not evidence"] \
+        if forced_past else []
+    lines += [f"{'agent':<{width}} {'sim':>6} {'imagined':>9}  (success over {cfg.episodes} seeds each; imagined "
+              "= probe-labelled)"]
     lines += [f"{r['agent']:<{width}} {r['sim_success']:>5.1f}% {r['imagined_success']:>8.1f}%" for r in rows]
-    lines += [f"Pearson {format_correlation(stats['pearson'])}, Spearman {format_correlation(stats['spearman'])} "
-              f"over {stats['agents']} agents",
+    lines += [f"Spearman {_with_interval(stats, 'spearman')}, Pearson {_with_interval(stats, 'pearson')}, mean "
+              f"absolute error {_with_interval(stats, 'mae')} over {stats['agents']} agents",
               f"table   {files['csv']}, {files['json']}", f"plot    {files['plot']}"]
     print("\n" + "\n".join(indent + line for line in lines), flush=True)
     return files

@@ -168,13 +168,14 @@ class ImaginationEvalStageConfig:
     num_sampling_steps: int | None = None  # None: the world model's own
     workers: int = runtime(2)
     videos: int = 1
+    force: bool = runtime(False)  # evaluate (and rank) even when the world model or the probe fails its gates
 
 
 def imagination_config(cfg: ImaginationEvalStageConfig, wm_dir: Path, probe_dir: Path) -> ImaginationConfig:
     """The pipeline's world model and probe, with the imagination section's success threshold and sampler."""
     return ImaginationConfig(wm=str(wm_dir / "model"), probe=str(probe_dir / "model"),
                              success_threshold=cfg.success_threshold, success_radius=cfg.success_radius,
-                             num_sampling_steps=cfg.num_sampling_steps)
+                             num_sampling_steps=cfg.num_sampling_steps, force=cfg.force)
 
 
 def imagination_eval_stage(cfg: ImaginationEvalStageConfig, policy: PolicyStageConfig, out: Path, variant: str,

@@ -45,6 +45,7 @@ from robodream.robots.sim.experts import ExpertConfig
 from robodream.stats import format_success
 
 EXPERT = "expert"
+IMAGINED = "imagined, probe-labelled"  # what a success figure from env=world_model is, wherever it is shown
 EVAL_MARKERS = ("config.yaml", "eval_info.json", "sweep.json")  # what makes a folder an evaluation's (or a sweep's)
 
 
@@ -228,6 +229,7 @@ class _Evaluation:
     env_features: dict
     fps: float
     out: Path
+    forced_past: list[str] = field(default_factory=list)  # gate problems imagination was forced past
 
     def models(self) -> list[str]:
         """Every model directory the episodes depend on."""
@@ -250,6 +252,7 @@ def _prepare(cfg: EvalConfig) -> _Evaluation:
         trained = read_checkpoint_info(checkpoints[-1]).get("training", {}).get("task")
         if trained and trained != cfg.env.task:
             cfg = replace(cfg, env=replace(cfg.env, task=trained))
+    forced_past = cfg.imagination.gates("eval env=world_model") if cfg.imagine else []
     env_features, fps = _probe_env(cfg.env)
     infos = [check_checkpoint(c, cfg.env, env_features, fps) for c in checkpoints]
     if cfg.n_action_steps is not None:  # refuse an execution horizon the policies cannot give, before any work
@@ -264,7 +267,7 @@ def _prepare(cfg: EvalConfig) -> _Evaluation:
     names = [p.name for p in checkpoints] or [_scripted_name(cfg)]
     step_of = [s if s is not None else info.get("training", {}).get("step")
                for (s, _), info in zip(steps_paths, infos, strict=True)] or [None]
-    return _Evaluation(cfg, checkpoints, names, step_of, env_features, fps, out)
+    return _Evaluation(cfg, checkpoints, names, step_of, env_features, fps, out, forced_past)
 
 
 def run_evaluation(cfg: EvalConfig) -> list[EvalResult]:
@@ -345,7 +348,8 @@ def _finish(ev: _Evaluation, agent_ix: int, results: list[EpisodeResult], eval_s
     info = eval_info(results, eval_s, videos, info={
         "policy": str(checkpoints[agent_ix]) if checkpoints else _scripted_name(cfg), "step": step,
         "task": cfg.env.task, "env": "world_model" if cfg.imagine else "pybullet",
-        **({"world_model": cfg.imagination.wm, "probe": cfg.imagination.probe} if cfg.imagine else {}),
+        **({"world_model": cfg.imagination.wm, "probe": cfg.imagination.probe, "success_from": IMAGINED,
+            "forced_past_gates": ev.forced_past} if cfg.imagine else {"success_from": "pybullet"}),
         "seeds": [cfg.seed, cfg.seed + cfg.episodes - 1], "workers": cfg.workers,
         "mean_episode_steps": sum(r.steps for r in results) / len(results), "examples": examples})
     folder.mkdir(parents=True, exist_ok=True)
@@ -387,7 +391,11 @@ def summary_lines(results: list[EvalResult]) -> list[str]:
                      f"{agg['avg_sum_reward']:>15.3f} {agg['eval_s']:>8.1f} {n / max(agg['eval_s'], 1e-9):>6.2f}")
     info = results[-1].info["info"] if results else {}
     if results:
-        lines.append(f"task {info['task']}, seeds {info['seeds'][0]}..{info['seeds'][1]}")
+        lines.append(f"task {info['task']}, seeds {info['seeds'][0]}..{info['seeds'][1]}; success "
+                     f"{info.get('success_from', 'pybullet')}")
+        if info.get("forced_past_gates"):
+            lines.insert(0, f"FORCED past the gates: {'; '.join(info['forced_past_gates'])}: these imagined "
+                            "figures are not evidence about the policy")
         out = results[0].out.parent if len(results) > 1 else results[0].out
         lines.append(f"eval_info    {results[0].out / 'eval_info.json'}" if len(results) == 1 else
                      f"sweep        {out / 'sweep.csv'}, {out / 'success_vs_step.png'}")

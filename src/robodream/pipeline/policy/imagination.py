@@ -47,6 +47,9 @@ class ImaginationConfig:
     success_radius: float | None = None
     num_sampling_steps: int | None = None  # override the world model's denoising steps
     threads: int = runtime(1)  # torch threads per evaluation worker (one worker per core)
+    #: evaluate even when the world model or the probe fails its gates (pipeline/world_model/gates.py); the
+    #: results then record what they were forced past
+    force: bool = runtime(False)
 
     def __post_init__(self) -> None:
         if not 0 < self.success_threshold < 1:
@@ -60,6 +63,12 @@ class ImaginationConfig:
         if missing:
             raise RobodreamError(f"env=world_model needs {' and '.join(f'imagination.{m}=<dir>' for m in missing)} "
                                  "(a train-wm run and a train-probe run)")
+
+    def gates(self, command: str) -> list[str]:
+        """The gate problems of the world model and probe (one-line refusal unless `force`)."""
+        from robodream.pipeline.world_model.gates import check_gates
+
+        return check_gates(self.wm, self.probe, self.force, command)
 
 
 class ImaginedTaskEnv:

@@ -18,11 +18,15 @@ import json
 import os
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from robodream.errors import RobodreamError
 from robodream.pipeline.report.curves import curves_section
 from robodream.pipeline.report.render import Image, Pre, Section, Table, Text, render_html, render_markdown
+from robodream.pipeline.report.verdicts import verdict_section
 from robodream.stats import format_correlation, format_success, spearman, wilson_interval
 
+IMAGINATION = "imagination (probe-labelled)"  # the env column of an eval in the world model: what its success is
 MAX_EMBED_BYTES = 8 << 20  # larger GIFs are linked by path rather than inlined, to keep the page loadable
 
 
@@ -117,7 +121,7 @@ def _eval_rows(files: list[Path], run_dir: Path) -> list[dict]:
         episodes = record.get("per_episode", [])
         wins = sum(bool(e.get("success")) for e in episodes)
         rows.append({"policy": policy, "data": _training_data(Path(str(info.get("policy", "")))),
-                     "env": "imagination" if info.get("env") == "world_model" else "sim",
+                     "env": IMAGINATION if info.get("env") == "world_model" else "sim",
                      "task": str(info.get("task", "?")), "episodes": len(episodes),
                      "success": format_success(wins, len(episodes)), "ci95": wilson_interval(wins, len(episodes)),
                      "examples": {k: path.parent / Path(v["gif"]).name
@@ -213,7 +217,7 @@ def _policy_section(files: list[Path], run_dir: Path, out: Path) -> list[Section
     pairs = {}
     for r in rows:
         pairs.setdefault((r["policy"], r["task"]), {})[r["env"]] = r["pc_success"]
-    both = [(p["sim"], p["imagination"]) for p in pairs.values() if {"sim", "imagination"} <= p.keys()]
+    both = [(p["sim"], p[IMAGINATION]) for p in pairs.values() if {"sim", IMAGINATION} <= p.keys()]
     ranking = _ranking_section(files, run_dir, both, out)
     return [section, ranking]
 
@@ -236,11 +240,14 @@ def _ranking_section(files: list[Path], run_dir: Path, both: list[tuple[float, f
     found = [f for f in files if f.name == "rank.json"]
     if found:
         record = json.loads(found[0].read_text())
-        rho, r = (format_correlation(record[k], 2) for k in ("spearman", "pearson"))
+        rho, r = (format_correlation(record[k], 2) + _interval(record.get(f"{k}_ci95"))
+                  for k in ("spearman", "pearson"))
+        mae = "" if record.get("mae") is None else f", mean absolute error {record['mae']:.0f} points" + \
+            _interval(record.get("mae_ci95"), "{:.0f}")
         ranking.blocks.append(Text(f"Every agent evaluated on the same {record['episodes']} seeds "
-                                   f"({record['seeds'][0]}..{record['seeds'][1]}) in PyBullet and in imagination: "
-                                   f"Spearman {rho}, Pearson {r} over {record['agents']} agents "
-                                   f"({_rel(found[0], run_dir)})."))
+                                   f"({record['seeds'][0]}..{record['seeds'][1]}) in PyBullet and in imagination "
+                                   f"(probe-labelled): Spearman {rho}, Pearson {r}{mae} over {record['agents']} "
+                                   f"agents ({_rel(found[0], run_dir)})."))
         ranking.blocks.append(Table(["agent", "sim success", "imagined success"],
                                     [[r["agent"], f"{r['sim_success']:.0f}%", f"{r['imagined_success']:.0f}%"]
                                      for r in record["rows"]]))
@@ -297,6 +304,11 @@ def _timing_section(run_dir: Path, index: dict | None) -> Section:
     return section
 
 
+def _interval(bounds: list[float] | None, style: str = "{:+.2f}") -> str:
+    """" (95% CI a..b)" of a bootstrap interval, or "" when there is none."""
+    return "" if not bounds else f" (95% CI {style.format(bounds[0])}..{style.format(bounds[1])})"
+
+
 def _reproduce_section(run_dir: Path, index: dict | None) -> Section:
     section = Section("Reproduce")
     config = run_dir / "config.yaml"
@@ -317,7 +329,10 @@ def build_sections(run_dir: Path, out: Path) -> list[Section]:
     index_path = run_dir / "run.json"
     index = json.loads(index_path.read_text()) if index_path.exists() else None
     stores, files = _walk(run_dir, skip=out)
-    return [_dataset_section(stores, files, run_dir), _fidelity_section(files, run_dir),
+    config = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml")) if (run_dir / "config.yaml").exists() \
+        else None
+    return [verdict_section(files, lambda path: _rel(path, run_dir), config), _dataset_section(stores, files, run_dir),
+            _fidelity_section(files, run_dir),
             _dream_section(files, run_dir), *_policy_section(files, run_dir, out), curves_section(files, run_dir, out),
             _timing_section(run_dir, index),
             _reproduce_section(run_dir, index)]

@@ -39,6 +39,7 @@ class GenerateStageConfig:
     devices: str = runtime("1")  # more than one: generate runs as its own process, which Lightning's launcher re-runs
     strategy: str = "auto"
     progress: bool = runtime(True)
+    force: bool = runtime(False)  # generate even when the world model or the probe fails its gates
 
 
 def generate_section_stage(cfg: GenerateStageConfig, store: str, wm_dir: Path, probe_dir: Path, policy: Path | None,
@@ -46,7 +47,7 @@ def generate_section_stage(cfg: GenerateStageConfig, store: str, wm_dir: Path, p
     """generate from the pipeline's `generate:` section, with the run's world model, probe and (for
     source=policy) real-only policy."""
     keys = ("source", "rollouts", "horizon", "noise", "seed", "batch_size", "stop_at_success", "filter",
-            "accelerator", "devices", "strategy", "progress")
+            "accelerator", "devices", "strategy", "progress", "force")
     generate_cfg = GenerateConfig(wm=str(wm_dir / "model"), probe=str(probe_dir / "model"), data=store,
                                   policy=str(policy) if policy else None, out=synth, overwrite=True,
                                   **{k: getattr(cfg, k) for k in keys})
@@ -94,7 +95,7 @@ def _generate_recorded(cfg: GenerateConfig, summary: Path) -> dict:
     try:
         result = generate(cfg)
         record = {"generated": result.generated, "kept": result.kept, "store": cfg.out,
-                  "fingerprint": fingerprint(cfg.out)}
+                  "fingerprint": fingerprint(cfg.out), "forced_past_gates": result.forced_past}
     except RobodreamError as exc:
         # generate refuses to write an empty store; for an experiment "nothing passed the filter" is a result
         if "filtered out" not in str(exc):

@@ -19,6 +19,7 @@ from pathlib import Path
 from robodream.config_fields import runtime
 from robodream.errors import RobodreamError
 from robodream.hashing import sha256_file
+from robodream.pipeline.world_model.gates import check_gates
 from robodream.pretrained import WEIGHTS_FILE
 from robodream.trainer import parse_devices
 
@@ -54,6 +55,9 @@ class GenerateConfig:
     devices: str = runtime("1")
     strategy: str = "auto"
     progress: bool = runtime(True)
+    #: run even when the world model or the probe fails its gates (pipeline/world_model/gates.py); the store's
+    #: origin and the summary then say so
+    force: bool = runtime(False)
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
@@ -85,10 +89,13 @@ class GenerateSummary:
     dropped_not_success: int = 0
     dropped_uncertain: int = 0
     elapsed_s: float = 0.0
+    forced_past: list[str] = field(default_factory=list)  # the gate problems force=true ran past
 
     def lines(self) -> list[str]:
         rate = self.generated / self.elapsed_s if self.elapsed_s else 0.0
-        return [f"store       {self.store}",
+        forced = [f"FORCED      past the gates: {'; '.join(self.forced_past)} (probe labels below are not "
+                  "trustworthy)"] if self.forced_past else []
+        return forced + [f"store       {self.store}",
                 f"rollouts    {self.generated} imagined, {self.kept} kept ({self.kept / max(1, self.generated):.0%})",
                 f"probe       {self.successes} successes; dropped {self.dropped_not_success} failures, "
                 f"{self.dropped_uncertain} uncertain",
@@ -110,10 +117,12 @@ def generate(cfg: GenerateConfig) -> GenerateSummary | None:
 
     out = Path(cfg.out)
     outputs.check_output(out, overwrite=cfg.overwrite, hint=OUT_HINT)  # before loading anything (datasets/outputs.py)
+    forced_past = check_gates(cfg.wm, cfg.probe, cfg.force, "generate")
     wm_dir, model, store, probe = _load_models(cfg)
     policy = _load_policy(cfg, store) if cfg.source == "policy" else None
     origin = {"world_model": str(wm_dir), "model_id": model_id(wm_dir), "probe": str(cfg.probe),
-              "source": cfg.source, "noise": cfg.noise, "policy": cfg.policy, "data": str(cfg.data)}
+              "source": cfg.source, "noise": cfg.noise, "policy": cfg.policy, "data": str(cfg.data),
+              "forced_past_gates": forced_past}
     settings = GenerationSettings(source=cfg.source, horizon=cfg.horizon, noise=cfg.noise, seed=cfg.seed,
                                   samples=cfg.filter.samples, max_spread=cfg.filter.max_spread,
                                   success_only=cfg.filter.success_only, stop_at_success=cfg.stop_at_success,
@@ -127,7 +136,7 @@ def generate(cfg: GenerateConfig) -> GenerateSummary | None:
                         enable_model_summary=False, callbacks=[writer], use_distributed_sampler=False)
     # Rank 0 holds out='s writer lock for the whole run (and so owns, and first clears, the `.partial` shards).
     lock = outputs.claim_output(out, overwrite=cfg.overwrite, hint=OUT_HINT) if trainer.is_global_zero else None
-    started, summary = time.monotonic(), GenerateSummary(store=str(out))
+    started, summary = time.monotonic(), GenerateSummary(store=str(out), forced_past=forced_past)
     try:
         trainer.predict(module, datamodule=GenerationDataModule(cfg.rollouts, episodes, cfg.seed, cfg.batch_size),
                         return_predictions=False)

@@ -56,6 +56,20 @@ def train_wm_stage(cfg: TrainWorldModelConfig, slug: str, name: str, extra: dict
     return Stage(name, slug, out, hashed(cfg) | (extra or {}), train, inputs={"store": cfg.data})
 
 
+def fidelity_stage(cfg: TrainWorldModelConfig, slug: str, name: str, horizon: int = 16) -> Stage:
+    """eval-wm of the model train_wm_stage(cfg) trains, on the episodes it held out, with its gate verdict in
+    <out>/fidelity.json (record_fidelity)."""
+    out = Path(cfg.out)
+
+    def evaluate(previous: Previous) -> StageResult:
+        note, outputs = record_fidelity(out, cfg.data, held_out_episodes(cfg.data, cfg.val_fraction, cfg.trainer.seed),
+                                        horizon)
+        return StageResult(note, outputs)
+
+    split = {"horizon": horizon, "val_fraction": cfg.val_fraction, "split_seed": cfg.trainer.seed}
+    return Stage(name, slug, out, split, evaluate, inputs={"store": cfg.data, "model": str(out / "model")})
+
+
 def train_probe_stage(cfg: TrainProbeConfig, slug: str, name: str, extra: dict | None = None) -> Stage:
     """train-probe as a stage (see train_wm_stage); the probe trains in minutes, so it always starts over."""
     out = Path(cfg.out)
@@ -71,6 +85,33 @@ def train_probe_stage(cfg: TrainProbeConfig, slug: str, name: str, extra: dict |
     return Stage(name, slug, out, hashed(cfg) | (extra or {}), train, inputs={"store": cfg.data})
 
 
+def held_out_episodes(store: str, val_fraction: float, seed: int) -> list[int]:
+    """The episodes a train-wm run on `store` with this split held out for validation."""
+    from robodream.datasets.reader import EpisodeStore
+    from robodream.datasets.windows import split_episodes
+
+    return split_episodes(EpisodeStore.open(store, cache="disk").num_episodes, val_fraction, seed)[1]
+
+
+def record_fidelity(run_dir: Path, store: str, episodes: list[int], horizon: int) -> tuple[str, list]:
+    """eval-wm of the model in `run_dir` on held-out `episodes` into <run>/eval_wm/, with its verdict in
+    <run>/fidelity.json (what the gates read); prints the table and the verdict. Returns a stage note and the
+    outputs."""
+    from robodream.pipeline.world_model.commands import EvalWorldModelConfig, eval_world_model
+    from robodream.pipeline.world_model.gates import FIDELITY, fidelity_problems
+    from robodream.world_models.metrics import fidelity_table
+
+    metrics, eval_dir = eval_world_model(EvalWorldModelConfig(ckpt=str(run_dir), data=store,
+                                                              episodes=",".join(map(str, episodes)), horizon=horizon,
+                                                              out=str(run_dir / "eval_wm")), stage_output=True)
+    problems = fidelity_problems(metrics)
+    print("\n".join("      " + line for line in fidelity_table(metrics, (1, 4, 8, 16))))
+    print(f"      verdict: {'; '.join(problems) if problems else 'passes the gates'}")
+    return f"{len(episodes)} held-out episodes" + (f" ({problems[0]})" if problems else ""), [
+        ("metrics", str(eval_dir / "metrics.json")), ("metrics", str(eval_dir / "fidelity.png")),
+        ("metrics", str(run_dir / FIDELITY))]
+
+
 def world_model_stages(cfg: WorldModelStageConfig, store: str, run_dir: Path) -> list[Stage]:
     """train-wm on `store` (path or URL: the `cfg.task` demos, with play data when the pipeline records some),
     then dream + eval-wm on its validation episodes."""
@@ -79,28 +120,18 @@ def world_model_stages(cfg: WorldModelStageConfig, store: str, run_dir: Path) ->
                                       trainer=cfg.trainer.on_one_device("train-wm"), val_fraction=cfg.val_fraction)
 
     def evaluate(previous: Previous) -> StageResult:
-        from robodream.datasets.reader import EpisodeStore
-        from robodream.datasets.windows import split_episodes
-        from robodream.pipeline.world_model.commands import DreamConfig, EvalWorldModelConfig, dream, eval_world_model
-        from robodream.world_models.metrics import fidelity_table
+        from robodream.pipeline.world_model.commands import DreamConfig, dream
 
-        episodes = EpisodeStore.open(store, cache="disk").num_episodes
-        _, val = split_episodes(episodes, cfg.val_fraction, cfg.trainer.seed)
+        val = held_out_episodes(store, cfg.val_fraction, cfg.trainer.seed)
         shown = ",".join(str(e) for e in val[: cfg.dream_episodes])
         # This stage's own folders (dream/, eval_wm/): `robodream dream/eval-wm` by hand write to eval/<store>/.
         mp4, gif = dream(DreamConfig(ckpt=str(out), data=store, episodes=shown, out=str(out / "dream")),
                          stage_output=True)
-        metrics, eval_dir = eval_world_model(EvalWorldModelConfig(ckpt=str(out), data=store,
-                                                                  episodes=",".join(map(str, val)),
-                                                                  horizon=cfg.eval_horizon, out=str(out / "eval_wm")),
-                                             stage_output=True)
-        print("\n".join("      " + line for line in fidelity_table(metrics, (1, 4, 8, 16))))
-        return StageResult(f"{len(val)} held-out episodes", [
-            ("videos", str(mp4)), ("videos", str(gif)), ("metrics", str(eval_dir / "metrics.json")),
-            ("metrics", str(eval_dir / "fidelity.png"))])
+        note, outputs = record_fidelity(out, store, val, cfg.eval_horizon)
+        return StageResult(note, [("videos", str(mp4)), ("videos", str(gif)), *outputs])
 
     eval_config = {"dream_episodes": cfg.dream_episodes, "eval_horizon": cfg.eval_horizon,
-                   "val_fraction": cfg.val_fraction, "split_seed": cfg.trainer.seed}
+                   "val_fraction": cfg.val_fraction, "split_seed": cfg.trainer.seed, "fidelity_record": True}
     return [
         train_wm_stage(train_cfg, "train-wm", f"train-wm on {cfg.task}: {cfg.trainer.max_steps} steps -> {out}",
                        extra={"task": cfg.task}),

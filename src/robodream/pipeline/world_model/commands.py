@@ -204,6 +204,7 @@ def eval_world_model(cfg: EvalWorldModelConfig, stage_output: bool = False) -> t
     """Fidelity per horizon against copy-last-frame and shuffled actions; writes metrics.json + a plot."""
     from robodream.datasets.reader import parse_episode_selection
     from robodream.pipeline.data.training_data import EpisodeChoice
+    from robodream.pipeline.world_model.gates import write_fidelity_record
     from robodream.world_models.metrics import evaluate_fidelity, plot_fidelity
     from robodream.world_models.model import WorldModel
 
@@ -223,6 +224,7 @@ def eval_world_model(cfg: EvalWorldModelConfig, stage_output: bool = False) -> t
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     plot_fidelity(metrics, out / "fidelity.png")
+    write_fidelity_record(run_dir, WorldModel.resolve_model_dir(cfg.ckpt), metrics, out / "metrics.json")
     return metrics, out
 
 
@@ -242,10 +244,13 @@ def add_commands(sub) -> None:
         return 0
 
     def run_eval(ns) -> int:
+        from robodream.pipeline.world_model.gates import fidelity_problems
         from robodream.world_models.metrics import fidelity_table
 
         metrics, out = eval_world_model(build_from_args(EvalWorldModelConfig, ns.args))
         print("\n".join(fidelity_table(metrics)))
+        problems = fidelity_problems(metrics)
+        print(f"verdict {'; '.join(problems) if problems else 'passes the gates (beats copy-last, reads its actions)'}")
         print(f"metrics {out / 'metrics.json'}\nplot    {out / 'fidelity.png'}")
         return 0
 
