@@ -15,6 +15,7 @@ from pathlib import Path
 from robodream.config_fields import runtime
 from robodream.errors import RobodreamError
 from robodream.pipeline.data.training_data import RECORD_FILE, record_training_data, store_entry
+from robodream.pipeline.world_model.counterfactual import CounterfactualConfig
 from robodream.trainer import TrainerConfig, warn_about_schedule
 from robodream.world_models.configuration import WorldModelConfig
 
@@ -62,6 +63,8 @@ class EvalWorldModelConfig:
     out: str | None = None  # default: <ckpt>/eval/<store name>/
     seed: int = 0
     num_sampling_steps: int | None = None
+    #: with counterfactual.probe=<probe dir>: other agents' actions replayed in PyBullet and in the model
+    counterfactual: CounterfactualConfig = field(default_factory=CounterfactualConfig)
 
 
 def train_world_model(cfg: TrainWorldModelConfig) -> Path:
@@ -225,6 +228,10 @@ def eval_world_model(cfg: EvalWorldModelConfig, stage_output: bool = False) -> t
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     plot_fidelity(metrics, out / "fidelity.png")
     write_fidelity_record(run_dir, WorldModel.resolve_model_dir(cfg.ckpt), metrics, out / "metrics.json")
+    if cfg.counterfactual.probe is not None:
+        from robodream.pipeline.world_model.counterfactual import counterfactual_report
+
+        counterfactual_report(model, cfg.counterfactual, out)
     return metrics, out
 
 
@@ -247,9 +254,15 @@ def add_commands(sub) -> None:
         from robodream.pipeline.world_model.gates import fidelity_problems
         from robodream.world_models.metrics import fidelity_table
 
-        metrics, out = eval_world_model(build_from_args(EvalWorldModelConfig, ns.args))
+        cfg = build_from_args(EvalWorldModelConfig, ns.args)
+        metrics, out = eval_world_model(cfg)
         print("\n".join(fidelity_table(metrics)))
         problems = fidelity_problems(metrics)
+        if (out / "counterfactual.json").exists() and cfg.counterfactual.probe is not None:
+            from robodream.pipeline.world_model.counterfactual import counterfactual_lines
+
+            print("counterfactual replay: the same actions from the same start, PyBullet vs imagined")
+            print("\n".join(counterfactual_lines(json.loads((out / "counterfactual.json").read_text()))))
         print(f"verdict {'; '.join(problems) if problems else 'passes the gates (beats copy-last, reads its actions)'}")
         print(f"metrics {out / 'metrics.json'}\nplot    {out / 'fidelity.png'}")
         return 0
