@@ -145,3 +145,17 @@ def test_rank_figures_come_with_bootstrap_intervals():
     low, high = bootstrap_interval(mean_absolute_error, sim, imagined)
     assert 0 < low <= mae <= high
     assert bootstrap_interval(spearman, [50.0] * 4, [1.0, 2.0, 3.0, 4.0]) is None  # all tied: undefined
+
+
+def test_a_world_model_trained_enough_passes_its_gates(tmp_path, capsys):
+    """The fixture model (tests/fixtures/models/good_world_model_32px/README.md) on episodes it never saw."""
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "models" / "good_world_model_32px"
+    wm = tmp_path / "wm"
+    shutil.copytree(fixture, wm / "model")
+    store = tmp_path / "held_out.zarr"
+    assert main(["collect", "task=push_cube", "episodes=6", "seed=500", "workers=1", "env.image_size=32",
+                 "expert.noise=0.02", "keep_failures=true", f"out={store}"]) == 0
+    assert main(["eval-wm", f"ckpt={wm}", f"data={store}", "horizon=8"]) == 0
+    assert "verdict passes the gates" in capsys.readouterr().out
+    good_probe = _probe_dir(tmp_path / "probe", 5, 6, 1, 6)
+    assert model_problems(str(wm)) == [] and check_gates(str(wm), str(good_probe), force=False, command="x") == []
