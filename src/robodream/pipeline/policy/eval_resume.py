@@ -26,10 +26,12 @@ _META = "meta.json"
 
 def evaluation_fingerprint(config: dict, models: list[str]) -> str:
     """What an evaluation's episodes depend on: its result-changing config (`stages.hashed`) and the content of
-    every model directory it loads (policy checkpoints, world model, probe)."""
+    every model it loads (policy checkpoints, world model, probe): the exported model directory a path names, not
+    the rest of its run (Lightning checkpoints, logs, the fidelity record), which a kept episode does not depend on."""
     from robodream.pipeline.stages import fingerprint
+    from robodream.pretrained import resolve_model_dir
 
-    return sha256_json({"config": config, "models": {m: fingerprint(m) for m in models}})
+    return sha256_json({"config": config, "models": {m: fingerprint(resolve_model_dir(m)) for m in models}})
 
 
 class FinishedEpisodes:
