@@ -191,12 +191,12 @@ def counterfactual_lines(report: dict) -> list[str]:
     """The per-agent table: success in both worlds, where imagination alone succeeds, cube error by horizon."""
     horizons = report["agents"][0]["imagined"]["horizons"]
     width = max(len(r["agent"]) for r in report["agents"])
-    lines = [f"{'agent':<{width}}  {'PyBullet':<26} {'imagined (probe)':<26} {'imagined only':>13}  "
+    lines = [f"{'agent':<{width}}  {'PyBullet':<30} {'imagined (probe)':<30} {'imagined only':>13}  "
              + " ".join(f"{'cube h' + str(h):>8}" for h in horizons) + "  (cm; probe on real frames)"]
     for r in report["agents"]:
         cells = " ".join(f"{v:8.1f}" if v is not None else " " * 8 for v in r["imagined"]["cube_error_cm"])
         floor = r["probe_on_sim_frames"]["cube_error_cm"]
-        lines.append(f"{r['agent']:<{width}}  {r['sim_success_text']:<26} {r['imagined_success_text']:<26} "
+        lines.append(f"{r['agent']:<{width}}  {r['sim_success_text']:<30} {r['imagined_success_text']:<30} "
                      f"{r['imagined_only']:>13}  {cells}  ({np.nanmean([v for v in floor if v is not None]):.1f})")
     return lines
 
