@@ -56,7 +56,7 @@ def test_generate_labels_every_synthetic_episode_and_filters_by_success(models, 
                                             "horizon=4", f"out={out}", "progress=false"], capsys)
     kept = tmp_path / "kept.zarr"
     assert main(["generate", f"wm={wm}", f"probe={probe}", f"data={store}", "rollouts=4", "horizon=4",
-                 "filter.success_only=true", f"out={kept}", "progress=false", "accelerator=cpu"]) == 0
+                 "filter.success_only=true", f"out={kept}", "progress=false", "accelerator=cpu", "force=true"]) == 0
     if kept.exists():  # an untrained probe may call nothing a success: then nothing is kept
         filtered = EpisodeStore.open(kept)
         assert all(filtered.episode_meta(i)["success"] for i in range(filtered.num_episodes))
