@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -151,3 +152,22 @@ def test_generate_with_ddp_on_two_cpu_processes_stores_every_rollout_once(models
     rollouts = [json.loads(synth.episode_meta(i)["origin"])["rollout"] for i in range(synth.num_episodes)]
     assert sorted(rollouts) == [0, 1, 2, 3, 4]  # every rollout exactly once: shards merged, none repeated
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no shard or count file left
+
+
+def test_verify_synthetic_replays_the_stored_actions_in_pybullet_from_the_real_start(models, tmp_path, capsys):
+    """Noise-free demo actions over the whole demo: the replay is the recorded demo, so it must succeed in
+    PyBullet as the demo did; the report names the precision of the probe's labels with its interval."""
+    store, wm, probe = models
+    out = tmp_path / "replayable.zarr"
+    assert main(["generate", f"wm={wm}", f"probe={probe}", f"data={store}", "rollouts=2", "horizon=45", "noise=0",
+                 "batch_size=2", "stop_at_success=false", f"out={out}", "progress=false", "accelerator=cpu",
+                 "force=true"]) == 0
+    capsys.readouterr()
+    assert main(["verify-synthetic", f"store={out}", "progress=false"]) == 0
+    printed = capsys.readouterr().out
+    assert "replayed    2/2 episodes in PyBullet from their real start" in printed
+    report = json.loads(Path(str(out) + ".verify.json").read_text())
+    assert [r["replayed"] for r in report["rows"]] == [True, True]
+    labelled = sum(r["labelled"] for r in report["rows"])
+    assert report["labelled_success"] == labelled and "precision   of the probe's success label: " in printed
+    assert main(["verify-synthetic", f"store={store}", "progress=false"]) == 2  # a recorded store: refused

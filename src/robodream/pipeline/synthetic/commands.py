@@ -16,9 +16,20 @@ def _cmd_generate(ns) -> int:
     return 0
 
 
+def _cmd_verify(ns) -> int:
+    from robodream.pipeline.cli_args import build_from_args
+    from robodream.pipeline.synthetic.verify import VerifyConfig, report_lines, verify_synthetic
+
+    print("\n".join(report_lines(verify_synthetic(build_from_args(VerifyConfig, ns.args)))))
+    return 0
+
+
 def add_commands(sub) -> None:
-    """Register `generate`."""
+    """Register `generate` and `verify-synthetic`."""
     from robodream.pipeline.cli_args import add_config_command
 
     add_config_command(sub, "generate", "imagine synthetic episodes with a world model into an episode store",
                        _cmd_generate, "robodream.pipeline.synthetic.generate:GenerateConfig")
+    add_config_command(sub, "verify-synthetic", "replay a synthetic store's actions in PyBullet from the same start: "
+                       "the precision of its success labels", _cmd_verify,
+                       "robodream.pipeline.synthetic.verify:VerifyConfig")

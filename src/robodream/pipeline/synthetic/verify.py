@@ -1,0 +1,127 @@
+"""`robodream verify-synthetic`: how many of the rollouts a synthetic store calls successes succeed in PyBullet.
+
+    robodream verify-synthetic store=data/synthetic.zarr
+
+A synthetic episode starts from the first K frames of a real episode and continues with imagined frames under
+actions that are stored with it; the probe labelled it a success or a failure. When the real episode was
+recorded in PyBullet (its store's `collection` attributes name the task env, its `episode_seed` the seed), the
+simulator can replay exactly the same actions from exactly the same initial state: a check of the success
+label that only a simulator can give. The first frame must match the real episode's first frame pixel for
+pixel (same env, same seed), otherwise the episode is reported as unverifiable rather than guessed.
+
+Output: per episode the label and the replayed outcome, and the precision of the success label (replayed
+successes among labelled successes) with its Wilson interval, in `<store>.verify.json` and on screen.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from robodream.config_fields import runtime
+from robodream.errors import RobodreamError
+from robodream.features import ACTION
+from robodream.stats import format_success
+
+
+@dataclass
+class VerifyConfig:
+    store: str = runtime("data/synthetic.zarr")  # a store written by generate
+    episodes: str = "all"  # which synthetic episodes to replay (e.g. 0-49)
+    out: str | None = runtime(None)  # default: <store>.verify.json beside the store
+    progress: bool = runtime(True)
+
+
+class _RealStarts:
+    """The PyBullet env and seed that reproduce a real store's episodes, one env per store."""
+
+    def __init__(self):
+        self._stores: dict[str, tuple] = {}
+
+    def env_and_store(self, path: str):
+        if path not in self._stores:
+            from omegaconf import OmegaConf
+
+            from robodream.datasets.reader import EpisodeStore
+            from robodream.robots.sim.env import EnvConfig, make_env
+
+            store = EpisodeStore.open(path)
+            recorded = store.attrs.get("collection", {}).get("env")
+            env = None
+            if recorded is not None:
+                env = make_env(OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(EnvConfig), recorded)))
+            self._stores[path] = (env, store)
+        return self._stores[path]
+
+    def close(self) -> None:
+        for env, _ in self._stores.values():
+            if env is not None:
+                env.close()
+
+
+def replay_episode(starts: _RealStarts, synth, index: int) -> dict:
+    """Replay synthetic episode `index` in PyBullet: {"episode", "labelled", "replayed" (None: unverifiable)}."""
+    meta = synth.episode_meta(index)
+    origin = json.loads(meta["origin"])
+    row = {"episode": index, "labelled": bool(meta["success"]), "replayed": None, "why": None}
+    env, real = starts.env_and_store(origin["data"])
+    if env is None:
+        row["why"] = "the real store was not recorded in PyBullet (no collection.env)"
+        return row
+    image_key = next(k for k in synth.features if k.startswith("observation.images."))
+    obs, _ = env.reset(seed=int(real.meta("episode_seed")[origin["start_episode"]]))
+    if not np.array_equal(obs[image_key], synth.episode(index, [image_key])[image_key][0]):
+        row["why"] = "PyBullet's first frame differs from the episode's (another env config or renderer)"
+        return row
+    success = False
+    for action in synth.episode(index, [ACTION])[ACTION][:-1]:  # the last action is the hold after the end
+        obs, _, terminated, truncated, info = env.step(action)
+        success |= bool(info.get("success", False))
+        if terminated or truncated:
+            break
+    row["replayed"] = success
+    return row
+
+
+def verify_synthetic(cfg: VerifyConfig) -> dict:
+    """Replay the chosen episodes; returns (and writes) the report."""
+    from tqdm import tqdm
+
+    from robodream.datasets.reader import EpisodeStore, parse_episode_selection
+
+    synth = EpisodeStore.open(cfg.store)
+    episodes = parse_episode_selection(cfg.episodes, synth.num_episodes)
+    if any(synth.episode_meta(i)["source"] != "synthetic" for i in episodes):
+        raise RobodreamError(f"{cfg.store} holds episodes that are not synthetic: verify-synthetic checks the "
+                             "stores `robodream generate` writes")
+    starts = _RealStarts()
+    try:
+        rows = [replay_episode(starts, synth, i)
+                for i in tqdm(episodes, desc="replay in PyBullet", unit="ep", disable=not cfg.progress)]
+    finally:
+        starts.close()
+    checked = [r for r in rows if r["replayed"] is not None]
+    labelled = [r for r in checked if r["labelled"]]
+    hits = sum(r["replayed"] for r in labelled)
+    report = {"store": cfg.store, "episodes": len(rows), "verified": len(checked),
+              "labelled_success": len(labelled), "replayed_success": hits,
+              "precision": hits / len(labelled) if labelled else None,
+              "precision_text": format_success(hits, len(labelled)), "rows": rows}
+    out = Path(cfg.out) if cfg.out else Path(str(cfg.store).rstrip("/") + ".verify.json")
+    out.write_text(json.dumps(report, indent=2))
+    report["out"] = str(out)
+    return report
+
+
+def report_lines(report: dict) -> list[str]:
+    """The summary: how many episodes could be replayed, and the precision of the success label."""
+    lines = [f"replayed    {report['verified']}/{report['episodes']} episodes in PyBullet from their real start"]
+    unverifiable = {r["why"] for r in report["rows"] if r["replayed"] is None}
+    lines += [f"not checked {why}" for why in sorted(unverifiable)]
+    lines.append(f"precision   of the probe's success label: {report['precision_text']} labelled successes also "
+                 "succeed in PyBullet")
+    lines.append(f"report      {report['out']}")
+    return lines
