@@ -171,3 +171,16 @@ def test_verify_synthetic_replays_the_stored_actions_in_pybullet_from_the_real_s
     labelled = sum(r["labelled"] for r in report["rows"])
     assert report["labelled_success"] == labelled and "precision   of the probe's success label: " in printed
     assert main(["verify-synthetic", f"store={store}", "progress=false"]) == 2  # a recorded store: refused
+
+
+def test_a_success_must_hold_for_success_frames_consecutive_frames():
+    from robodream.errors import RobodreamError
+    from robodream.pipeline.config import build_config
+    from robodream.pipeline.synthetic.generate import GenerateConfig
+    from robodream.world_models.probe import sustained
+
+    flags = np.array([[1, 1, 0, 1, 1, 1], [1, 0, 1, 0, 1, 0]], bool)
+    np.testing.assert_array_equal(sustained(flags, 1), flags)
+    np.testing.assert_array_equal(sustained(flags, 3), [[0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0]])
+    with pytest.raises(RobodreamError, match="filter.success_frames must be >= 1"):
+        build_config(GenerateConfig, ["filter.success_frames=0"])

@@ -156,3 +156,15 @@ class StateSuccessProbe(nn.Module, PretrainedMixin):
             raise RobodreamError(f"{directory} has probe fields {sorted(set(meta) - known)} this robodream does not "
                                  "know")
         return cls(ProbeConfig(**meta))
+
+
+def sustained(flags: np.ndarray, frames: int) -> np.ndarray:
+    """(B, T) per-frame flags -> True at step t when the last `frames` steps (t included) were all flagged: a
+    success that has held for `frames` frames, not one frame's misreading. frames=1 returns `flags`."""
+    flags = np.asarray(flags, dtype=bool)
+    if frames <= 1:
+        return flags
+    run = np.zeros(flags.shape, dtype=np.int64)
+    for t in range(flags.shape[1]):
+        run[:, t] = np.where(flags[:, t], (run[:, t - 1] if t else 0) + 1, 0)
+    return run >= frames

@@ -30,6 +30,9 @@ OUT_HINT = "pass overwrite=true to replace it"
 @dataclass
 class GenerateFilterConfig:
     success_only: bool = False  # keep only rollouts the probe calls a success
+    #: a success counts (for success_only and stop_at_success) once the probe has called it for this many
+    #: consecutive imagined frames: a single frame's misreading ends episodes early (docs/benchmarks.md, issue 19)
+    success_frames: int = 1
     samples: int = 1  # M imagined samples per rollout for the uncertainty filter (1: off)
     max_spread: float | None = None  # drop rollouts whose samples' mean per-pixel std (0-1 units) exceeds this
 
@@ -66,8 +69,9 @@ class GenerateConfig:
             raise RobodreamError("source=policy needs policy=<checkpoint directory>")
         if self.rollouts < 1 or self.horizon < 1 or self.batch_size < 1:
             raise RobodreamError("rollouts, horizon and batch_size must all be >= 1")
-        if self.filter.samples < 1:
-            raise RobodreamError(f"filter.samples must be >= 1, got {self.filter.samples}")
+        if self.filter.samples < 1 or self.filter.success_frames < 1:
+            raise RobodreamError(f"filter.samples and filter.success_frames must be >= 1, got {self.filter.samples} "
+                                 f"and {self.filter.success_frames}")
         if self.filter.max_spread is not None and self.filter.samples < 2:
             raise RobodreamError("filter.max_spread needs filter.samples >= 2 (the spread is measured across samples)")
         if self.noise < 0:
@@ -126,6 +130,7 @@ def generate(cfg: GenerateConfig) -> GenerateSummary | None:
     settings = GenerationSettings(source=cfg.source, horizon=cfg.horizon, noise=cfg.noise, seed=cfg.seed,
                                   samples=cfg.filter.samples, max_spread=cfg.filter.max_spread,
                                   success_only=cfg.filter.success_only, stop_at_success=cfg.stop_at_success,
+                                  success_frames=cfg.filter.success_frames,
                                   origin=origin)
     episodes = parse_episode_selection(cfg.episodes, store.num_episodes)
     module = GenerationModule(model, probe, store, settings, policy)

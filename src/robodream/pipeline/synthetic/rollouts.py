@@ -25,7 +25,7 @@ from robodream.datasets.reader import EpisodeStore
 from robodream.features import ACTION, ENV_STATE, STATE
 from robodream.world_models.env import WorldModelEnv
 from robodream.world_models.model import WorldModel
-from robodream.world_models.probe import StateSuccessProbe
+from robodream.world_models.probe import StateSuccessProbe, sustained
 from robodream.world_models.rollout import load_clips
 
 IDENTITY_QUATERNION = np.array([0.0, 0.0, 0.0, 1.0], np.float32)
@@ -48,6 +48,7 @@ class GenerationSettings:
     success_only: bool
     stop_at_success: bool
     origin: dict  # provenance common to every rollout (model id, paths)
+    success_frames: int = 1  # consecutive frames the probe must call a success (probe.sustained)
 
 
 class BatchedPolicyRunner:
@@ -125,7 +126,7 @@ class RolloutGenerator:
         actions = np.stack(applied, axis=1)
         spread = self._spread(clips, history, states, actions, imagined)
         labels = self.probe.predict(imagined.reshape(-1, *imagined.shape[2:]))
-        success = labels["success_prob"].reshape(batch, s.horizon) > 0.5
+        success = sustained(labels["success_prob"].reshape(batch, s.horizon) > 0.5, s.success_frames)
         kept, dropped_success, dropped_spread = [], 0, 0
         for b, spec in enumerate(specs):
             if s.success_only and not success[b].any():
