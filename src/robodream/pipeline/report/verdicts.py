@@ -39,20 +39,26 @@ def _evaluation_verdicts(files: list[Path], rel) -> list[str]:
     experiment's own evaluations are left to its verdict."""
     rank_dirs = [f.parent for f in files if f.name == "rank.json"]
     forced: dict[str, list[str]] = {}
-    sizes = []
+    sizes, unchecked = [], []
     for path in (f for f in files if f.name == "eval_info.json"):
         if any(path.is_relative_to(d) for d in rank_dirs):
             continue
         record = json.loads(path.read_text())
         episodes = record.get("per_episode", [])
         sizes.append((len(episodes), sum(bool(e.get("success")) for e in episodes)))
-        for problem in record.get("info", {}).get("forced_past_gates") or []:
+        info = record.get("info", {})
+        if info.get("env") == "world_model" and "forced_past_gates" not in info:
+            unchecked.append(rel(path.parent))  # evaluated before robodream gated imagination
+        for problem in info.get("forced_past_gates") or []:
             forced.setdefault(problem, []).append(rel(path.parent))
     lines = []
     if forced:
         where = sorted({folder for folders in forced.values() for folder in folders})
         lines.append(f"Imagined success in {', '.join(where)} was forced past the gates ({'; '.join(forced)}): not "
                      "evidence about the policies")
+    if unchecked:
+        lines.append(f"Imagined success in {', '.join(unchecked)} was evaluated before robodream checked the world "
+                     "model and probe against their gates: re-run it (a changed config or model) to have them checked")
     if sizes:
         n, wins = min(sizes)
         low, high = wilson_interval(wins, n)
