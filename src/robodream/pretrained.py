@@ -43,6 +43,18 @@ def run_checkpoints(run: str | os.PathLike) -> list[tuple[int, Path]]:
     return found
 
 
+def run_dir_of(model_dir: Path) -> Path:
+    """Where a model's training record and evaluations live: the run directory of `<run>/model`, else the model
+    directory itself (a model exported on its own)."""
+    return model_dir.parent if model_dir.name == MODEL_SUBDIR else model_dir
+
+
+def checkpoint_label(path: Path) -> str:
+    """How tables name a checkpoint: "<run>/step_<N>" for a run's checkpoint, "<parent>/<name>" otherwise."""
+    run = path.parent.parent.name if path.parent.name == CHECKPOINTS_SUBDIR else path.parent.name
+    return f"{run}/{path.name}"
+
+
 def resolve_model_dir(path: str | os.PathLike, kind: str = "model", hint: str = "") -> Path:
     """The model directory that `path` names: `path` itself when it holds a config.json, else the run
     directory's `model/` export, else its latest `checkpoints/step_<N>/`. `kind` and `hint` complete the error."""

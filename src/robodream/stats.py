@@ -115,6 +115,11 @@ def bootstrap_interval(statistic: Callable[..., float | None], *columns: Sequenc
     return float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))
 
 
+def format_interval(bounds: Sequence[float] | None, style: str = "{:+.2f}") -> str:
+    """" (95% CI a..b)" of an interval (e.g. `bootstrap_interval`'s) in `style`, or "" when there is none."""
+    return "" if not bounds else f" (95% CI {style.format(bounds[0])}..{style.format(bounds[1])})"
+
+
 def mean_absolute_error(x: Sequence[float], y: Sequence[float]) -> float:
     """Mean |x - y| of two paired sequences (success rates in points: how far imagination is from the sim)."""
     return float(np.mean(np.abs(np.asarray(x, dtype=np.float64) - np.asarray(y, dtype=np.float64))))

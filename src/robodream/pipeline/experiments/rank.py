@@ -31,7 +31,14 @@ from robodream.pipeline.policy.imagination import ImaginationConfig
 from robodream.pipeline.stages import Stage, run_stages
 from robodream.robots.sim.env import EnvConfig
 from robodream.robots.sim.experts import ExpertConfig
-from robodream.stats import bootstrap_interval, format_correlation, mean_absolute_error, pearson, spearman
+from robodream.stats import (
+    bootstrap_interval,
+    format_correlation,
+    format_interval,
+    mean_absolute_error,
+    pearson,
+    spearman,
+)
 
 WORLDS = ("sim", "imagined")
 COLUMNS = ("agent", "kind", "step", "sim_success", "imagined_success", "sim_eval", "imagined_eval")
@@ -80,7 +87,7 @@ class Agent:
 def agents(cfg: RankConfig) -> list[Agent]:
     """The agents to rank, in order: the run's checkpoints, the extra checkpoints, the expert's noise levels."""
     from robodream.pipeline.policy.evaluate import EXPERT
-    from robodream.pretrained import resolve_model_dir, run_checkpoints
+    from robodream.pretrained import checkpoint_label, resolve_model_dir, run_checkpoints
 
     found = []
     if cfg.policy_run:
@@ -90,9 +97,8 @@ def agents(cfg: RankConfig) -> list[Agent]:
                   for step, path in run_checkpoints(cfg.policy_run)]
     for given in cfg.checkpoints:
         path = resolve_model_dir(given, "policy")
-        run = path.parent.parent.name if path.parent.name == "checkpoints" else path.parent.name
         match = re.match(r"^step_(\d+)$", path.name)
-        found.append(Agent(f"{run}/{path.name}", "checkpoint", str(path), step=int(match[1]) if match else None))
+        found.append(Agent(checkpoint_label(path), "checkpoint", str(path), step=int(match[1]) if match else None))
     found += [Agent(f"expert noise={noise:g}", "expert", EXPERT, noise=noise) for noise in cfg.expert_noise]
     if len(found) < 2:
         raise RobodreamError(f"experiment rank needs at least 2 agents to correlate, found {len(found)}: set "
@@ -145,12 +151,11 @@ def correlation(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _with_interval(stats: dict[str, Any], name: str) -> str:
-    """"+0.632 (95% CI +0.20..+0.90)", or "undefined"."""
+    """"+0.632 (95% CI +0.20..+0.90)", "36.8 points (95% CI 26.0..46.0)", or "undefined"."""
     value, interval = stats[name], stats.get(f"{name}_ci95")
     if name == "mae":
-        text = "undefined" if value is None else f"{value:.1f} points"
-        return text + (f" (95% CI {interval[0]:.1f}..{interval[1]:.1f})" if interval else "")
-    return format_correlation(value) + (f" (95% CI {interval[0]:+.2f}..{interval[1]:+.2f})" if interval else "")
+        return ("undefined" if value is None else f"{value:.1f} points") + format_interval(interval, "{:.1f}")
+    return format_correlation(value) + format_interval(interval)
 
 
 def plot_scatter(rows: list[dict[str, Any]], stats: dict[str, Any], path: Path) -> Path:

@@ -24,7 +24,7 @@ from robodream.errors import RobodreamError
 from robodream.pipeline.report.curves import curves_section
 from robodream.pipeline.report.render import Image, Pre, Section, Table, Text, render_html, render_markdown
 from robodream.pipeline.report.verdicts import verdict_section
-from robodream.stats import format_correlation, format_success, spearman, wilson_interval
+from robodream.stats import format_correlation, format_interval, format_success, spearman, wilson_interval
 
 IMAGINATION = "imagination (probe-labelled)"  # the env column of an eval in the world model: what its success is
 MAX_EMBED_BYTES = 8 << 20  # larger GIFs are linked by path rather than inlined, to keep the page loadable
@@ -240,10 +240,10 @@ def _ranking_section(files: list[Path], run_dir: Path, both: list[tuple[float, f
     found = [f for f in files if f.name == "rank.json"]
     if found:
         record = json.loads(found[0].read_text())
-        rho, r = (format_correlation(record[k], 2) + _interval(record.get(f"{k}_ci95"))
+        rho, r = (format_correlation(record[k], 2) + format_interval(record.get(f"{k}_ci95"))
                   for k in ("spearman", "pearson"))
         mae = "" if record.get("mae") is None else f", mean absolute error {record['mae']:.0f} points" + \
-            _interval(record.get("mae_ci95"), "{:.0f}")
+            format_interval(record.get("mae_ci95"), "{:.0f}")
         ranking.blocks.append(Text(f"Every agent evaluated on the same {record['episodes']} seeds "
                                    f"({record['seeds'][0]}..{record['seeds'][1]}) in PyBullet and in imagination "
                                    f"(probe-labelled): Spearman {rho}, Pearson {r}{mae} over {record['agents']} "
@@ -302,11 +302,6 @@ def _timing_section(run_dir: Path, index: dict | None) -> Section:
     section.blocks.append(Table(["stage", "status", "time", "started (UTC)", "result"], rows))
     section.blocks.append(Text(f"Total: {total:.1f} s."))
     return section
-
-
-def _interval(bounds: list[float] | None, style: str = "{:+.2f}") -> str:
-    """" (95% CI a..b)" of a bootstrap interval, or "" when there is none."""
-    return "" if not bounds else f" (95% CI {style.format(bounds[0])}..{style.format(bounds[1])})"
 
 
 def _reproduce_section(run_dir: Path, index: dict | None) -> Section:

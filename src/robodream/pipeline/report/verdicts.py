@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 
 from robodream.pipeline.report.render import Section, Text
-from robodream.pipeline.world_model.gates import fidelity_problems, probe_problems
-from robodream.stats import format_correlation, wilson_interval
+from robodream.pipeline.world_model.gates import fidelity_problems, probe_metrics_problems
+from robodream.stats import format_correlation, format_interval, wilson_interval
 
 #: fewer episodes than this per evaluation is a demonstration of the plumbing, not a measurement
 DECISION_EPISODES = 30
@@ -26,9 +26,11 @@ def _world_model_verdicts(files: list[Path], rel) -> list[str]:
         problems = fidelity_problems(json.loads(path.read_text()))
         lines.append(f"World model ({rel(path.parent)}): " + ("; ".join(problems) if problems else
                      "beats copy-last-frame and reads its actions on held-out episodes"))
-    for path in (f for f in files if f.name == "metrics.json" and (f.parent / "model").is_dir()
-                 and "per_episode" in json.loads(f.read_text())):
-        problems = probe_problems(str(path.parent))
+    for path in (f for f in files if f.name == "metrics.json" and (f.parent / "model").is_dir()):
+        metrics = json.loads(path.read_text())
+        if "per_episode" not in metrics:  # a world model's run, not a probe's
+            continue
+        problems = probe_metrics_problems(metrics)
         lines.append(f"Probe ({rel(path.parent)}): " + ("; ".join(problems) if problems else
                      "detects successes and rarely false-alarms on held-out episodes"))
     return lines
@@ -73,8 +75,7 @@ def _rank_verdicts(files: list[Path], rel) -> list[str]:
     for path in (f for f in files if f.name == "rank.json"):
         record = json.loads(path.read_text())
         levels = len({round(r["sim_success"], 6) for r in record["rows"]})
-        interval = record.get("spearman_ci95")
-        spread = f" (95% CI {interval[0]:+.2f}..{interval[1]:+.2f})" if interval else " (no interval)"
+        spread = format_interval(record.get("spearman_ci95")) or " (no interval)"
         text = (f"Rank ({rel(path.parent)}): {record['agents']} agents x {record['episodes']} seeds, {levels} "
                 f"distinct PyBullet success levels; Spearman {format_correlation(record['spearman'], 2)}{spread}")
         if record.get("forced_past_gates"):

@@ -98,15 +98,15 @@ def record_fidelity(run_dir: Path, store: str, episodes: list[int], horizon: int
     <run>/fidelity.json (what the gates read); prints the table and the verdict. Returns a stage note and the
     outputs."""
     from robodream.pipeline.world_model.commands import EvalWorldModelConfig, eval_world_model
-    from robodream.pipeline.world_model.gates import FIDELITY, fidelity_problems
+    from robodream.pipeline.world_model.gates import FIDELITY, verdict_text
     from robodream.world_models.metrics import fidelity_table
 
     metrics, eval_dir = eval_world_model(EvalWorldModelConfig(ckpt=str(run_dir), data=store,
                                                               episodes=",".join(map(str, episodes)), horizon=horizon,
                                                               out=str(run_dir / "eval_wm")), stage_output=True)
-    problems = fidelity_problems(metrics)
+    problems = metrics["problems"]
     print("\n".join("      " + line for line in fidelity_table(metrics, (1, 4, 8, 16))))
-    print(f"      verdict: {'; '.join(problems) if problems else 'passes the gates'}")
+    print(f"      verdict {verdict_text(problems)}")
     return f"{len(episodes)} held-out episodes" + (f" ({problems[0]})" if problems else ""), [
         ("metrics", str(eval_dir / "metrics.json")), ("metrics", str(eval_dir / "fidelity.png")),
         ("metrics", str(run_dir / FIDELITY))]

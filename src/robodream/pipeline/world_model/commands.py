@@ -143,10 +143,10 @@ def _load(ckpt: str, data: str):
 def run_directory(ckpt: str) -> Path:
     """Where a model's training record and evaluations live: the run directory of `<run>/model`, else the
     model directory itself (a model exported on its own)."""
+    from robodream.pretrained import run_dir_of
     from robodream.world_models.model import WorldModel
 
-    model_dir = WorldModel.resolve_model_dir(ckpt)
-    return model_dir.parent if model_dir.name == "model" else model_dir
+    return run_dir_of(WorldModel.resolve_model_dir(ckpt))
 
 
 def output_folder(out: str | None, run_dir: Path, data: str, stage_output: bool = False) -> Path:
@@ -207,7 +207,7 @@ def eval_world_model(cfg: EvalWorldModelConfig, stage_output: bool = False) -> t
     """Fidelity per horizon against copy-last-frame and shuffled actions; writes metrics.json + a plot."""
     from robodream.datasets.reader import parse_episode_selection
     from robodream.pipeline.data.training_data import EpisodeChoice
-    from robodream.pipeline.world_model.gates import write_fidelity_record
+    from robodream.pipeline.world_model.gates import fidelity_problems, write_fidelity_record
     from robodream.world_models.metrics import evaluate_fidelity, plot_fidelity
     from robodream.world_models.model import WorldModel
 
@@ -224,6 +224,7 @@ def eval_world_model(cfg: EvalWorldModelConfig, stage_output: bool = False) -> t
     metrics.update(ckpt=str(WorldModel.resolve_model_dir(cfg.ckpt)), data=str(cfg.data),
                    eval_s=time.monotonic() - started, episodes=[int(e) for e in episodes],
                    training_episodes=[int(e) for e in trained], held_out=not trained and choice.entry is not None)
+    metrics["problems"] = fidelity_problems(metrics)  # the gates' verdict (gates.py), recorded with the figures
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     plot_fidelity(metrics, out / "fidelity.png")
@@ -251,19 +252,18 @@ def add_commands(sub) -> None:
         return 0
 
     def run_eval(ns) -> int:
-        from robodream.pipeline.world_model.gates import fidelity_problems
+        from robodream.pipeline.world_model.gates import verdict_text
         from robodream.world_models.metrics import fidelity_table
 
         cfg = build_from_args(EvalWorldModelConfig, ns.args)
         metrics, out = eval_world_model(cfg)
         print("\n".join(fidelity_table(metrics)))
-        problems = fidelity_problems(metrics)
-        if (out / "counterfactual.json").exists() and cfg.counterfactual.probe is not None:
+        if cfg.counterfactual.probe is not None:
             from robodream.pipeline.world_model.counterfactual import counterfactual_lines
 
             print("counterfactual replay: the same actions from the same start, PyBullet vs imagined")
             print("\n".join(counterfactual_lines(json.loads((out / "counterfactual.json").read_text()))))
-        print(f"verdict {'; '.join(problems) if problems else 'passes the gates (beats copy-last, reads its actions)'}")
+        print(f"verdict {verdict_text(metrics['problems'])}")
         print(f"metrics {out / 'metrics.json'}\nplot    {out / 'fidelity.png'}")
         return 0
 

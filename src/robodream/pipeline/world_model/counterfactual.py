@@ -70,15 +70,14 @@ def _agents(cfg: CounterfactualConfig) -> list[tuple[str, object]]:
     from functools import partial
 
     from robodream.policies.runner import load_runner
-    from robodream.pretrained import resolve_model_dir
+    from robodream.pretrained import checkpoint_label, resolve_model_dir
     from robodream.robots.sim.experts import ExpertConfig, make_expert
 
     agents = [(f"expert noise={noise:g}", partial(make_expert, cfg.task, ExpertConfig(noise=noise)))
               for noise in cfg.expert_noise]
     for given in cfg.checkpoints:
         path = resolve_model_dir(given, "policy")
-        agents.append((f"{path.parent.parent.name}/{path.name}" if path.parent.name == "checkpoints" else path.name,
-                       partial(load_runner, str(path), "cpu", 1)))
+        agents.append((checkpoint_label(path), partial(load_runner, str(path), "cpu", 1)))
     if cfg.random:
         agents.append((RANDOM, None))
     if not agents:

@@ -63,13 +63,19 @@ def action_gain_db(metrics: dict) -> float | None:
     return None if model is None or shuffled is None else float(model - shuffled)
 
 
+def verdict_text(problems: list[str]) -> str:
+    """The verdict line eval-wm and its stages print."""
+    return "; ".join(problems) if problems else "passes the gates (beats copy-last, reads its actions)"
+
+
 def write_fidelity_record(run_dir: Path, model_dir: Path, metrics: dict, metrics_path: Path) -> Path:
-    """`<run>/fidelity.json`: the verdict of an eval-wm run, tied to the weights it measured."""
+    """`<run>/fidelity.json`: the verdict of an eval-wm run (`metrics["problems"]`), tied to the weights it
+    measured."""
     from robodream.pipeline.stages import fingerprint
 
     record = {"weights": fingerprint(model_dir), "metrics": str(metrics_path), "data": metrics.get("data"),
               "episodes": len(metrics["episodes"]), "training_episodes": len(metrics.get("training_episodes") or []),
-              "action_gain_db": action_gain_db(metrics), "problems": fidelity_problems(metrics)}
+              "action_gain_db": action_gain_db(metrics), "problems": metrics["problems"]}
     path = Path(run_dir) / FIDELITY
     path.write_text(json.dumps(record, indent=2))
     return path
@@ -78,10 +84,11 @@ def write_fidelity_record(run_dir: Path, model_dir: Path, metrics: dict, metrics
 def model_problems(wm: str) -> list[str]:
     """What is wrong with the world model at `wm` (a run directory or its model/ export), by its fidelity record."""
     from robodream.pipeline.stages import fingerprint
+    from robodream.pretrained import run_dir_of
     from robodream.world_models.model import WorldModel
 
     model_dir = WorldModel.resolve_model_dir(wm)
-    run_dir = model_dir.parent if model_dir.name == "model" else model_dir
+    run_dir = run_dir_of(model_dir)
     path = run_dir / FIDELITY
     if not path.is_file():
         return [f"no fidelity recorded for {run_dir} (run robodream eval-wm ckpt={run_dir})"]
@@ -93,11 +100,17 @@ def model_problems(wm: str) -> list[str]:
 
 def probe_problems(probe: str, thresholds: GateThresholds = GateThresholds()) -> list[str]:
     """What is wrong with the probe at `probe` (a train-probe directory or its model/ export), by its metrics."""
+    from robodream.pretrained import run_dir_of
+
     path = Path(probe)
-    path = path.parent / "metrics.json" if path.name == "model" else path / "metrics.json"
+    path = run_dir_of(path) / "metrics.json"
     if not path.is_file():
         return [f"no held-out accuracy recorded for the probe ({path} is missing)"]
-    metrics = json.loads(path.read_text())
+    return probe_metrics_problems(json.loads(path.read_text()), thresholds)
+
+
+def probe_metrics_problems(metrics: dict, thresholds: GateThresholds = GateThresholds()) -> list[str]:
+    """What is wrong with a probe, from train-probe's metrics.json (held-out recall and false alarms)."""
     episodes = metrics["per_episode"]
     problems = [] if metrics.get("held_out_episodes") else ["probe accuracy measured on its training episodes"]
     if episodes["successful_episodes"] == 0:
