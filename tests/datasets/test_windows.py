@@ -35,6 +35,24 @@ def test_windows_pad_with_edge_frames_and_flag_padding(tiny_store):
     assert last["action_is_pad"].tolist() == [False, False, True, True]
 
 
+def test_skipped_leading_frames_are_neither_anchors_nor_padding(tiny_store):
+    """skip_first (a synthetic episode's real context frames, for imagined-only training): the episode starts
+    later, and padding repeats its first kept frame, never a skipped one."""
+    store = EpisodeStore.open(tiny_store)
+    dataset = WindowDataset(store, OFFSETS, skip_first=[2, 3, 0])  # episodes of 5, 7 and 4 frames
+    assert len(dataset) == 3 + 4 + 4
+    first = dataset[0]  # frame 2 of episode 0
+    assert first["observation.images.front"][:, 0, 0, 0].tolist() == [2, 2, 2, 2, 3]
+    assert first["observation.images.front_is_pad"].tolist() == [True, True, True, False, False]
+    batch = dataset.__getitems__(list(range(len(dataset))))
+    frames = batch["observation.images.front"][:, :, 0, 0, 0].numpy()
+    assert not np.isin(frames, [0, 1, 50, 51, 52]).any()
+    with pytest.raises(RobodreamError, match="skip_first"):
+        WindowDataset(store, OFFSETS, skip_first=[5, 0, 0])  # nothing left of episode 0
+    with pytest.raises(RobodreamError, match="skip_first"):
+        WindowDataset(store, OFFSETS, skip_first=[1, 1])  # not one per episode
+
+
 def test_windows_never_cross_episode_boundaries(tiny_store):
     dataset = WindowDataset(EpisodeStore.open(tiny_store), OFFSETS)
     batch = dataset.__getitems__(list(range(len(dataset))))

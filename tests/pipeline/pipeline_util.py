@@ -23,7 +23,8 @@ def tiny_pipeline_args(out: Path, *extra: str) -> list[str]:
             "probe.trainer.batch_size=8", "probe.probe.channels=[8,16]", "probe.probe.hidden=16",
             "probe.val_fraction=0.5",
             # An untrained probe calls nothing a success, so the tiny run keeps every rollout.
-            "generate.rollouts=2", "generate.horizon=2", "generate.batch_size=2", "generate.filter.success_only=false",
+            "generate.rollouts=2", "generate.horizon=4", "generate.batch_size=2", "generate.filter.success_only=false",
+            "generate.stop_at_success=false",  # 2 x 4 imagined frames: one batch for the synthetic-only policy
             "generate.progress=false", "generate.accelerator=cpu",
             "imagination.workers=0", "imagination.max_steps=3", "imagination.episodes=1", "rank.episodes=1",
             "rank.expert_noise=[0.0]", "rank.workers=0", "rank.max_steps=3", *extra]

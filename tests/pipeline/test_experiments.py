@@ -11,6 +11,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
@@ -22,7 +23,7 @@ from robodream.pipeline.experiments.rank import correlation
 from robodream.stats import mean_std, pearson, rankdata, spearman
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-AUGMENT_STAGES = 11  # collect real + play, merge, train-wm, eval-wm, train-probe, 2 x (train-policy + eval), generate
+AUGMENT_STAGES = 13  # collect real + play, merge, train-wm, eval-wm, train-probe, 3 x (train-policy + eval), generate
 
 
 def _augment_args(out: Path, *extra: str) -> list[str]:
@@ -88,13 +89,15 @@ def test_augment_writes_the_tables_and_the_plot(augment_run):
     assert columns == list(RUN_COLUMNS)
     assert [(r["n_demos"], r["seed"]) for r in rows] == [("3", "0")]
     row = rows[0]
-    assert 0 <= float(row["real_success"]) <= 100 and 0 <= float(row["mixed_success"]) <= 100
+    assert all(0 <= float(row[f"{arm}_success"]) <= 100 for arm in ("real", "mixed", "synthetic"))
+    assert float(row["synthetic_success"]) == pytest.approx(100 * int(row["synthetic_wins"]) / 2)
     assert float(row["delta"]) == pytest.approx(float(row["mixed_success"]) - float(row["real_success"]))
-    assert row["synthetic_kept"] == "2" and row["eval_episodes"] == "2" and row["eval_seed"] == "1000"
+    assert row["synthetic_kept"] == "4" and row["eval_episodes"] == "2" and row["eval_seed"] == "1000"
     columns, summary = _read_csv(out / "summary.csv")
     assert columns == list(SUMMARY_COLUMNS) and summary[0]["seeds"] == "1" and summary[0]["real_std"] == "0.0"
     markdown = (out / "summary.md").read_text()
-    assert "| real demos N | seeds | real only | real + synthetic |" in markdown and "± 0.0" in markdown
+    assert "| real demos N | seeds | real only | real + synthetic | synthetic only |" in markdown
+    assert "± 0.0" in markdown and summary[0]["synthetic_ci95"].count("-") == 1  # a Wilson interval per arm
     assert (out / "success_vs_demos.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((out / "results.json").read_text())["summary"][0]["n_demos"] == 3
     # every sub-step in its own directory, with its stamp
@@ -110,6 +113,40 @@ def test_augment_writes_the_tables_and_the_plot(augment_run):
     assert [d["path"] for d in trained_on["training"]["data"]] == [str(out / "data" / "real_N3.zarr"),
                                                                     str(seed_dir / "synthetic" / "synthetic.zarr")]
     assert [d["weight"] for d in trained_on["training"]["data"]] == [0.5, 0.5]
+    # the synthetic-only arm trained on the synthetic store alone, its imagined frames only
+    trained_on = json.loads((seed_dir / "policy_synthetic" / "checkpoints" / "step_4" / "config.json").read_text())
+    assert trained_on["training"]["data"] == [{"path": str(seed_dir / "synthetic" / "synthetic.zarr"), "weight": 1.0,
+                                               "imagined_only": True, "episodes": 4, "frames": 4 * 4}]  # not 4 x 8
+    [record] = json.loads((seed_dir / "policy_synthetic" / "training_data.json").read_text())["stores"]
+    assert record["frames"] == "imagined only"
+
+
+def test_the_synthetic_only_policy_never_reads_a_real_frame(augment_run, tmp_path, monkeypatch):
+    """Asserted on the frames the training actually gathers: every image the synthetic-only policy reads is an
+    imagined frame of a synthetic episode (never one of the K real context frames it starts from), and it reads
+    nothing from any other store."""
+    synthetic = augment_run / "N3" / "seed0" / "synthetic" / "synthetic.zarr"
+    store = EpisodeStore.open(synthetic)
+    real_frames = set()
+    for i in range(store.num_episodes):
+        k = json.loads(store.episode_meta(i)["origin"])["context_frames"]
+        real_frames |= set(range(int(store.episode_starts[i]), int(store.episode_starts[i]) + k))
+    read: list[tuple[str, str, set[int]]] = []
+    gather = EpisodeStore.gather
+
+    def recording_gather(self, key, frame_indices):
+        read.append((str(self.location), key, {int(f) for f in np.asarray(frame_indices).ravel()}))
+        return gather(self, key, frame_indices)
+
+    monkeypatch.setattr(EpisodeStore, "gather", recording_gather)
+    assert main(["train-policy", f"data=[{{path: '{synthetic}', imagined_only: true}}]",
+                 f"policy={CONFIGS / 'policy' / 'tiny.yaml'}", f"out={tmp_path / 'p'}", "trainer.max_steps=6",
+                 "trainer.batch_size=4", "trainer.warmup_steps=1", "trainer.checkpoint_every_steps=6",
+                 "trainer.progress_bar=false"]) == 0
+    images = [frames for location, key, frames in read if key.startswith("observation.images.")]
+    assert images and {location for location, _, _ in read} == {str(synthetic)}
+    assert not set().union(*images) & real_frames
+    assert set().union(*images) - real_frames  # it did read imagined frames
 
 
 def test_augment_rerun_skips_finished_sub_steps_and_reruns_only_what_changed(augment_run, capsys):
@@ -131,14 +168,15 @@ def test_augment_continues_an_interrupted_training_from_its_checkpoint(augment_r
     last checkpoint: the re-run resumes those sub-steps instead of training them from scratch."""
     seed_dir = augment_run / "N3" / "seed0"
     stamps = [*(seed_dir / "world_model").glob("train-wm-*.stage.json"),
-              *(seed_dir / "policy_real").glob("train-policy-*.stage.json")]
-    assert len(stamps) == 2
+              *(seed_dir / "policy_real").glob("train-policy-*.stage.json"),
+              *(seed_dir / "policy_synthetic").glob("train-policy-*.stage.json")]
+    assert len(stamps) == 3
     for path in stamps:  # what a killed run leaves: the stamp of an attempt at the same config, still running
         path.write_text(json.dumps({**json.loads(path.read_text()), "status": "running"}))
     capsys.readouterr()
     assert main(_augment_args(augment_run)) == 0
     printed = capsys.readouterr().out
-    assert printed.count("(resumed)") == 2
+    assert printed.count("(resumed)") == 3
     assert all(json.loads(path.read_text())["status"] == "done" for path in stamps)
 
 

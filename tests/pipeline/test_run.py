@@ -24,7 +24,8 @@ STAGE_PREFIXES = {"collect push_cube": "collect-push_cube", "collect pick_place"
                   "eval step": "eval-policy", "train-probe": "train-probe", "generate": "generate",
                   "train-policy augmented": "train-policy-augmented", "eval augmented": "eval-policy-augmented",
                   "eval in imagination step": "eval-imagined",
-                  "eval in imagination augmented": "eval-imagined-augmented", "rank": "rank", "report": "report"}
+                  "eval in imagination augmented": "eval-imagined-augmented", "rank": "rank", "report": "report",
+                  "train-policy synthetic": "train-policy-synthetic", "eval synthetic": "eval-policy-synthetic"}
 
 
 def _ran(out: str) -> list[str]:
@@ -116,6 +117,15 @@ def test_tiny_pipeline_runs_and_a_second_run_skips_every_stage(tmp_path, capsys)
     assert main(tiny_pipeline_args(run, *changed, "policy.eval.seed=2000")) == 0
     assert _ran(capsys.readouterr().out) == ["eval-policy", "eval-policy-augmented", "eval-imagined",
                                              "eval-imagined-augmented", "rank", "report"]
+    # The third arm: a policy trained on the synthetic store's imagined frames only, evaluated in PyBullet; the
+    # report's comparison then shows real only, real + synthetic and synthetic only side by side.
+    changed.append("policy.eval.seed=2000")
+    assert main(tiny_pipeline_args(run, *changed, "synthetic_only.enabled=true")) == 0
+    assert _ran(capsys.readouterr().out) == ["train-policy-synthetic", "eval-policy-synthetic", "report"]
+    assert (run / "policy_synthetic" / "eval" / "step_4_push_cube_seed2000" / "eval_info.json").exists()
+    report = (run / "report" / "report.md").read_text()
+    assert "| policy_synthetic/checkpoints/step_4 | synthetic, imagined frames only |" in report
+    assert "real 50% + synthetic 50%" in report and "| policy/checkpoints/step_4 | real |" in report
 
 
 @pytest.mark.parametrize("path", sorted((CONFIGS / "pipeline").glob("*.yaml")), ids=lambda p: p.name)
@@ -125,6 +135,8 @@ def test_pipeline_configs_parse_and_plan(path, tmp_path):
     slugs = [stage.slug for stage in plan(cfg, "robodream run")]
     assert slugs[0].startswith("collect-") and slugs[-1] == "report"
     assert {"train-probe", "generate", "train-policy-augmented", "eval-imagined-augmented"} <= set(slugs)
+    if path.name in ("standard.yaml", "full.yaml"):  # the three arms of the augmentation comparison
+        assert {"train-policy-synthetic", "eval-policy-synthetic"} <= set(slugs)
 
 
 @pytest.mark.parametrize("path", sorted((CONFIGS / "collect").glob("*.yaml")), ids=lambda p: p.name)

@@ -107,11 +107,12 @@ def test_augment_runtime_keys_change_no_stage_hash(override):
     ("world_model.world_model.unet.block_out_channels=[16,32,64,64]", {"train-wm-N10-s0"}),
     ("world_model.trainer.learning_rate=0.002", {"train-wm-N10-s0"}),
     ("probe.trainer.learning_rate=0.002", {"train-probe-N10-s0"}),
-    ("policy.trainer.learning_rate=0.002", {"train-policy-real-N10-s0", "train-policy-mixed-N10-s0"}),
+    ("policy.trainer.learning_rate=0.002", {"train-policy-real-N10-s0", "train-policy-mixed-N10-s0",
+                                            "train-policy-synthetic-N10-s0"}),
     ("synthetic.rollouts=9", {"generate-N10-s0"}),
     ("synthetic.weight=0.3", {"train-policy-mixed-N10-s0"}),
     ("play.noise=0.05", {"collect-play"}),
-    ("eval.episodes=5", {"eval-real-N10-s0", "eval-mixed-N10-s0"}),
+    ("eval.episodes=5", {"eval-real-N10-s0", "eval-mixed-N10-s0", "eval-synthetic-N10-s0"}),
 ])
 def test_augment_model_keys_change_their_stage_hash(override, stages):
     assert _changed(_augment(), _augment(override)) == stages

@@ -173,6 +173,28 @@ def test_verify_synthetic_replays_the_stored_actions_in_pybullet_from_the_real_s
     assert main(["verify-synthetic", f"store={store}", "progress=false"]) == 2  # a recorded store: refused
 
 
+def test_the_replay_filter_drops_rollouts_that_fail_in_pybullet_and_keeps_those_that_succeed(models, tmp_path,
+                                                                                                capsys):
+    """filter.replay_in_sim, in a tiny forced case: 3 imagined steps of a demo's actions cannot push the cube to
+    its goal in PyBullet, so every such rollout is dropped, whatever the (untrained) probe says; the whole demo's
+    actions succeed there, so those rollouts are kept, labelled with the simulator's outcome."""
+    store, wm, probe = models
+    common = ["generate", f"wm={wm}", f"probe={probe}", f"data={store}", "rollouts=2", "noise=0", "batch_size=2",
+              "stop_at_success=false", "filter.replay_in_sim=true", "progress=false", "accelerator=cpu", "force=true"]
+    short = tmp_path / "short.zarr"
+    err = _run_error([*common, "horizon=3", f"out={short}"], capsys)
+    assert "all 2 rollouts were filtered out" in err and "2 failing when replayed in PyBullet" in err
+    assert not short.exists()
+    whole = tmp_path / "whole.zarr"
+    assert main([*common, "horizon=45", f"out={whole}"]) == 0
+    assert "0 failing when replayed in PyBullet" in capsys.readouterr().out
+    synth = EpisodeStore.open(whole)
+    assert synth.num_episodes == 2
+    for i in range(2):
+        assert synth.episode_meta(i)["success"] is True
+        assert json.loads(synth.episode_meta(i)["origin"])["replayed_in_sim"] is True
+
+
 def test_a_success_must_hold_for_success_frames_consecutive_frames():
     from robodream.errors import RobodreamError
     from robodream.pipeline.config import build_config

@@ -45,7 +45,10 @@ class WindowDataset(Dataset):
     """
 
     def __init__(self, store: EpisodeStore, delta_indices: dict[str, Sequence[int]],
-                 episodes: Sequence[int] | None = None):
+                 episodes: Sequence[int] | None = None, skip_first: Sequence[int] | None = None):
+        """`skip_first`: per selected episode, how many leading frames to leave out entirely (neither anchors nor
+        padding read them): a synthetic episode's real context frames, for a policy that must learn from
+        imagined frames only (imagined_frames_only)."""
         if not delta_indices:
             raise RobodreamError("delta_indices is empty: name at least one key and its frame offsets")
         for key, offsets in delta_indices.items():
@@ -60,6 +63,12 @@ class WindowDataset(Dataset):
             raise RobodreamError(f"episode indices must be in [0, {store.num_episodes}), got {list(episodes)}")
         starts = store.episode_starts[self.episodes]
         ends = store.episode_ends[self.episodes]
+        if skip_first is not None:
+            skip = np.asarray(list(skip_first), np.int64)
+            if skip.shape != starts.shape or (skip < 0).any() or (starts + skip >= ends).any():
+                raise RobodreamError(f"skip_first={list(skip_first)} must give, per selected episode, a number of "
+                                     "leading frames that leaves at least one frame")
+            starts = starts + skip
         lengths = ends - starts
         # One anchor per frame; remember each anchor's episode bounds for padding.
         self._first = np.repeat(starts, lengths)
@@ -97,3 +106,20 @@ def make_loader(dataset: WindowDataset, batch_size: int, shuffle: bool = True, n
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
                       drop_last=drop_last, collate_fn=_keep_batch, generator=generator,
                       persistent_workers=num_workers > 0)
+
+
+def imagined_frames_only(store: EpisodeStore) -> list[int]:
+    """Per episode, the number of real context frames a synthetic episode starts with (its origin's
+    `context_frames`): pass it as WindowDataset's `skip_first` to train on imagined frames only.
+
+    Raises when the store holds an episode that is not synthetic: its frames are all real."""
+    import json
+
+    skip = []
+    for index in range(store.num_episodes):
+        meta = store.episode_meta(index)
+        if meta["source"] != "synthetic":
+            raise RobodreamError(f"{store.location} episode {index} is {meta['source']!r}, not synthetic: "
+                                 "imagined-only training reads stores that `robodream generate` wrote")
+        skip.append(int(json.loads(meta["origin"])["context_frames"]))
+    return skip

@@ -4,8 +4,9 @@ Stages, each built by its stage folder and added here when its section is `enabl
 collect (one store per listed task; data/) -> viz -> [collect play + merge with the demos, when `play.episodes`:
 the world model's and the probe's data only] -> train-wm -> dream + eval-wm (world_model/) -> train-policy -> eval
 (policy/) -> train-probe (world_model/) -> generate (synthetic/) -> train-policy augmented -> eval augmented ->
-eval in imagination of both policies (policy/) -> rank: sim vs imagined success of the checkpoints and a noisy
-expert (experiments/builders.py) -> report (report/).
+[train-policy synthetic -> eval synthetic: imagined frames only, when `synthetic_only.enabled`] ->
+eval in imagination of the real-only and augmented policies (policy/) -> rank: sim vs imagined success of the
+checkpoints and a noisy expert (experiments/builders.py) -> report (report/).
 Each stage is a `Stage` (stages.py) whose output directory records its resolved config and the hash of its
 inputs, so re-running a pipeline skips every stage whose config and upstream outputs are unchanged and re-runs
 the ones downstream of a change. `<out>/run.json` lists the stages and the command, for `robodream report`.
@@ -29,6 +30,7 @@ from robodream.pipeline.policy.builders import (
     AugmentedPolicyStageConfig,
     ImaginationEvalStageConfig,
     PolicyStageConfig,
+    SyntheticOnlyPolicyStageConfig,
     final_checkpoint,
     imagination_config,
     imagination_eval_stage,
@@ -76,6 +78,7 @@ class PipelineConfig:
     probe: ProbeStageConfig = field(default_factory=ProbeStageConfig)
     generate: GenerateStageConfig = field(default_factory=GenerateStageConfig)
     augmented: AugmentedPolicyStageConfig = field(default_factory=AugmentedPolicyStageConfig)
+    synthetic_only: SyntheticOnlyPolicyStageConfig = field(default_factory=SyntheticOnlyPolicyStageConfig)
     imagination: ImaginationEvalStageConfig = field(default_factory=ImaginationEvalStageConfig)
     rank: RankStageConfig = field(default_factory=RankStageConfig)
     report: ReportStageConfig = field(default_factory=ReportStageConfig)
@@ -142,7 +145,8 @@ def _synthetic_stages(s: PipelineConfig, world_model: tuple[str, Path, str] | No
     world-model run dir, the store it trained on) when train-wm is part of the pipeline, `policy` the real-only
     policy section when it is; `stores` maps task -> (demo store, env). The probe learns from the world model's
     store (it reads the model's frames, play data included); generation starts from the demo store's episodes."""
-    wanted = [s.probe.enabled, s.generate.enabled, s.augmented.enabled, s.imagination.enabled, s.rank.enabled]
+    wanted = [s.probe.enabled, s.generate.enabled, s.augmented.enabled, s.synthetic_only.enabled,
+              s.imagination.enabled, s.rank.enabled]
     if not any(wanted):
         return []
     _require(world_model is not None, "probe/generate/augmented/imagination/rank", "world_model (train-wm)")
@@ -151,11 +155,13 @@ def _synthetic_stages(s: PipelineConfig, world_model: tuple[str, Path, str] | No
     for name in ("generate", "imagination", "rank"):
         if getattr(s, name).enabled:
             _require(s.probe.enabled, name, "probe (train-probe)")
-    if s.augmented.enabled:
-        _require(s.generate.enabled, "augmented", "generate (the synthetic store)")
-    if s.augmented.enabled or s.imagination.enabled or s.rank.enabled or s.generate.source == "policy":
-        _require(policy is not None, "augmented/imagination/rank/generate.source=policy",
-                 "policy (the real-only policy)")
+    for name in ("augmented", "synthetic_only"):
+        if getattr(s, name).enabled:
+            _require(s.generate.enabled, name, "generate (the synthetic store)")
+    if (s.augmented.enabled or s.synthetic_only.enabled or s.imagination.enabled or s.rank.enabled
+            or s.generate.source == "policy"):
+        _require(policy is not None, "augmented/synthetic_only/imagination/rank/generate.source=policy",
+                 "policy (the real-only policy and its recipe)")
         if policy.task != task:
             raise RobodreamError(f"policy.task={policy.task!r} but the world model learns {task!r}: synthetic data "
                                  "and imagination come from the world model, so train both on the same task")
@@ -173,6 +179,11 @@ def _synthetic_stages(s: PipelineConfig, world_model: tuple[str, Path, str] | No
                                         env, out, variant="augmented", mix={"real": w, "synthetic": 1 - w},
                                         on=f"{policy.task} + synthetic")
         policies.append((policy, out, "augmented"))
+    if s.synthetic_only.enabled:  # evaluated in PyBullet only: the third arm of the augmentation comparison
+        stages += train_and_eval_stages(policy, [{"path": synth, "weight": 1.0, "imagined_only": True}],
+                                        {"synthetic": synth}, env, stage_dir(s.synthetic_only.out, run_dir),
+                                        variant="synthetic", mix={"synthetic": 1.0, "imagined_only": True},
+                                        on="imagined frames only")
     if s.imagination.enabled:
         stages += [imagination_eval_stage(s.imagination, cfg, out, variant, env, wm_dir, probe_dir)
                    for cfg, out, variant in policies]

@@ -8,7 +8,8 @@ collect N real demos (seeds 0..N-1) -> [optionally add a noisy-expert "play" sto
 world model and the probe on that data -> train a policy on the real demos only -> generate synthetic rollouts
 from the real demos' contexts (demo actions + noise, or the real-only policy with source=policy), filtered by
 the probe's success -> train the same policy on real + synthetic (`synthetic.weight` of the samples drawn from
-the synthetic store) -> evaluate both with the harness on the same held-out seeds. Then the results
+the synthetic store) -> train it once more on the synthetic store's imagined frames only (the V-M-C arm: it
+never sees a real frame) -> evaluate all three with the harness on the same held-out seeds. Then the results
 (augment_report.py): results.csv (one row per N and seed), summary.csv/.md (mean +- std over seeds) and
 success_vs_demos.png.
 
@@ -171,30 +172,37 @@ def _world_model_stages(cfg: AugmentConfig, data: str, seed: int, out: Path, tag
 def _policy_stages(cfg: AugmentConfig, arm: str, data: dict[str, str], seed: int, out: Path, tag: str) -> list[Stage]:
     """train-policy on `data` (label -> store, or the generate summary for the synthetic part), then eval.
 
-    The synthetic part is read from generate.json at run time: a generation that kept nothing leaves no store,
-    and the policy then trains on the real demos alone (recorded as 0 kept in the tables).
+    Arms: "real" (the real demos), "mixed" (real + synthetic, `synthetic.weight` of the samples synthetic) and
+    "synthetic" (the synthetic store's imagined frames only: the policy never sees a real frame). The synthetic
+    part is read from generate.json at run time: a generation that kept nothing leaves no store; the mixed policy
+    then trains on the real demos alone (recorded as 0 kept in the tables), the synthetic-only one cannot train.
     """
     run_dir = out / f"policy_{arm}"
-    real = [{"path": data["real"], "weight": 1.0}]
+    real = [{"path": data["real"], "weight": 1.0}] if "real" in data else None
+    imagined = [{"path": str(out / "synthetic" / "synthetic.zarr"), "weight": 1.0, "imagined_only": True}]
 
     def sources() -> list[dict]:
         kept = json.loads(Path(data["synthetic"]).read_text())
+        if arm == "synthetic":
+            if not kept["kept"]:
+                raise RobodreamError(f"generate {tag} kept no rollouts: the synthetic-only policy has nothing to train "
+                                     "on (loosen synthetic.filter, or generate more rollouts)")
+            return [{**imagined[0], "path": kept["store"]}]
         if not kept["kept"]:
             return real
         return [{"path": data["real"], "weight": 1 - cfg.synthetic.weight},
                 {"path": kept["store"], "weight": cfg.synthetic.weight}]
 
-    train = TrainPolicyConfig(data=real, out=str(run_dir), policy=cfg.policy.policy,
+    train = TrainPolicyConfig(data=real or imagined, out=str(run_dir), policy=cfg.policy.policy,
                               trainer=replace(cfg.policy.trainer, seed=seed, progress_bar=cfg.progress))
     final = run_dir / "checkpoints" / f"step_{train.trainer.max_steps}"
-    mixed = "synthetic" in data
+    extra = {"synthetic_weight": cfg.synthetic.weight} if arm == "mixed" else None
     e = cfg.eval
     evaluation = EvalConfig(policy=str(final), env=cfg.real.env, episodes=e.episodes, seed=e.seed, workers=e.workers,
                             max_steps=e.max_steps, videos=e.videos, out=str(run_dir / "eval"), progress=cfg.progress)
     return [train_policy_stage(train, f"train-policy-{arm}-{tag}",
                                f"train-policy {arm} {tag}: {train.trainer.max_steps} steps -> {run_dir}", data,
-                               extra={"synthetic_weight": cfg.synthetic.weight} if mixed else None,
-                               sources=sources if mixed else None),
+                               extra=extra, sources=sources if "synthetic" in data else None),
             eval_stage(evaluation, f"eval-{arm}-{tag}", f"eval {arm} {tag}: {e.episodes} episodes from seed {e.seed}",
                        inputs={"policy": str(final)})]
 
@@ -244,9 +252,9 @@ def plan(cfg: AugmentConfig) -> list[Stage]:
                                               f"N{n}-shared" if cfg.shared_world_model else tag)
             stages += _policy_stages(cfg, "real", {"real": real_stores[n]}, seed, out, tag)
             stages.append(_generate_stage(cfg, real_stores[n], models, seed, out, tag))
-            stages += _policy_stages(cfg, "mixed", {"real": real_stores[n],
-                                                    "synthetic": str(out / "synthetic" / "generate.json")},
-                                     seed, out, tag)
+            generated = str(out / "synthetic" / "generate.json")
+            stages += _policy_stages(cfg, "mixed", {"real": real_stores[n], "synthetic": generated}, seed, out, tag)
+            stages += _policy_stages(cfg, "synthetic", {"synthetic": generated}, seed, out, tag)
     return stages
 
 

@@ -11,70 +11,82 @@ from pathlib import Path
 from typing import Any
 
 from robodream.pipeline.experiments.tables import markdown_table, pyplot, write_csv
-from robodream.stats import mean_std
+from robodream.stats import mean_std, wilson_interval
 
-ARMS = {"real": "real only", "mixed": "real + synthetic"}
-RUN_COLUMNS = ("n_demos", "seed", "real_success", "mixed_success", "delta", "synthetic_generated", "synthetic_kept",
-               "eval_episodes", "eval_seed")
-SUMMARY_COLUMNS = ("n_demos", "seeds", "real_mean", "real_std", "mixed_mean", "mixed_std", "delta_mean", "delta_std",
+ARMS = {"real": "real only", "mixed": "real + synthetic", "synthetic": "synthetic only"}
+RUN_COLUMNS = ("n_demos", "seed", "real_success", "mixed_success", "synthetic_success", "delta",
+               "real_wins", "mixed_wins", "synthetic_wins", "synthetic_generated", "synthetic_kept", "eval_episodes",
+               "eval_seed")
+SUMMARY_COLUMNS = ("n_demos", "seeds", "real_mean", "real_std", "mixed_mean", "mixed_std", "synthetic_mean",
+                   "synthetic_std", "delta_mean", "delta_std", "real_ci95", "mixed_ci95", "synthetic_ci95",
                    "synthetic_kept_mean")
 
 
-def _success(path: Path) -> tuple[float, dict[str, Any]]:
+def _success(path: Path) -> tuple[float, int, dict[str, Any]]:
+    """(success %, successful episodes, eval_info) of one evaluation."""
     info = json.loads(path.read_text())
-    return float(info["aggregated"]["pc_success"]), info
+    wins = sum(bool(e.get("success")) for e in info["per_episode"])
+    return float(info["aggregated"]["pc_success"]), wins, info
 
 
 def run_rows(cfg, root: Path) -> list[dict[str, Any]]:
-    """One row per N and training seed: success (%) of both policies on the held-out seeds, synthetic counts."""
+    """One row per N and training seed: success (%) of the three policies on the held-out seeds, synthetic counts."""
     rows = []
     for n in cfg.demos:
         for seed in cfg.seeds:
             out = root / f"N{n}" / f"seed{seed}"
-            real, info = _success(out / "policy_real" / "eval" / "eval_info.json")
-            mixed, _ = _success(out / "policy_mixed" / "eval" / "eval_info.json")
+            row: dict[str, Any] = {"n_demos": n, "seed": seed}
+            for arm in ARMS:
+                row[f"{arm}_success"], row[f"{arm}_wins"], info = _success(
+                    out / f"policy_{arm}" / "eval" / "eval_info.json")
             generated = json.loads((out / "synthetic" / "generate.json").read_text())
-            rows.append({"n_demos": n, "seed": seed, "real_success": real, "mixed_success": mixed,
-                         "delta": mixed - real, "synthetic_generated": generated["generated"],
-                         "synthetic_kept": generated["kept"], "eval_episodes": len(info["per_episode"]),
-                         "eval_seed": info["info"]["seeds"][0]})
+            rows.append(row | {"delta": row["mixed_success"] - row["real_success"],
+                               "synthetic_generated": generated["generated"], "synthetic_kept": generated["kept"],
+                               "eval_episodes": len(info["per_episode"]), "eval_seed": info["info"]["seeds"][0]})
     return rows
 
 
 def summary_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean and sample std over training seeds, per N (the issue's table)."""
+    """Per N: mean and sample std over training seeds (the issue's table), and each arm's 95% Wilson interval
+    over all its evaluation episodes pooled across seeds (how much the held-out seeds alone leave open)."""
     summary = []
     for n in sorted({r["n_demos"] for r in rows}):
         group = [r for r in rows if r["n_demos"] == n]
         entry: dict[str, Any] = {"n_demos": n, "seeds": len(group)}
-        for key in ("real", "mixed", "delta"):
+        for key in (*ARMS, "delta"):
             values = [r["delta"] if key == "delta" else r[f"{key}_success"] for r in group]
             entry[f"{key}_mean"], entry[f"{key}_std"] = (round(v, 2) for v in mean_std(values))
+        episodes = sum(r["eval_episodes"] for r in group)
+        for arm in ARMS:
+            low, high = wilson_interval(sum(r[f"{arm}_wins"] for r in group), episodes)
+            entry[f"{arm}_ci95"] = f"{100 * low:.0f}-{100 * high:.0f}"
         entry["synthetic_kept_mean"] = round(mean_std([r["synthetic_kept"] for r in group])[0], 1)
         summary.append(entry)
     return summary
 
 
 def _markdown(summary: list[dict[str, Any]], rows: list[dict[str, Any]]) -> str:
-    cells = [{"n": s["n_demos"], "seeds": s["seeds"], "real": f"{s['real_mean']:.1f} ± {s['real_std']:.1f}",
-              "mixed": f"{s['mixed_mean']:.1f} ± {s['mixed_std']:.1f}",
+    cells = [{"n": s["n_demos"], "seeds": s["seeds"],
+              **{arm: f"{s[f'{arm}_mean']:.1f} ± {s[f'{arm}_std']:.1f} ({s[f'{arm}_ci95']})" for arm in ARMS},
               "delta": f"{s['delta_mean']:+.1f} ± {s['delta_std']:.1f}", "kept": f"{s['synthetic_kept_mean']:.1f}"}
              for s in summary]
     episodes = {r["eval_episodes"] for r in rows}
     seeds = {r["eval_seed"] for r in rows}
-    return ("Success (%) on held-out seeds, mean ± std over training seeds "
-            f"({', '.join(map(str, sorted(episodes)))} episodes from seed {', '.join(map(str, sorted(seeds)))}).\n\n"
-            + markdown_table(cells, ["n", "seeds", "real", "mixed", "delta", "kept"],
-                             ["real demos N", "seeds", "real only", "real + synthetic", "difference (points)",
+    return ("Success (%) in PyBullet on held-out seeds, mean ± std over training seeds, with the 95% Wilson interval "
+            f"of all episodes pooled over seeds ({', '.join(map(str, sorted(episodes)))} episodes per policy from "
+            f"seed {', '.join(map(str, sorted(seeds)))}). Synthetic only: the policy trained on imagined frames "
+            "alone.\n\n"
+            + markdown_table(cells, ["n", "seeds", *ARMS, "delta", "kept"],
+                             ["real demos N", "seeds", *ARMS.values(), "real + synthetic - real only (points)",
                               "synthetic kept (mean)"]))
 
 
 def plot_success_vs_demos(summary: list[dict[str, Any]], path: Path) -> Path:
-    """Success vs N, one line per training data (real only, real + synthetic), error bars = std over seeds."""
+    """Success vs N, one line per arm (real only, real + synthetic, synthetic only), error bars = std over seeds."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.4), dpi=120)
     demos = [s["n_demos"] for s in summary]
-    for offset, (arm, label) in zip((-0.01, 0.01), ARMS.items(), strict=True):
+    for offset, (arm, label) in zip((-0.015, 0.0, 0.015), ARMS.items(), strict=True):
         # a small horizontal offset in log space keeps overlapping error bars apart
         xs = [n * 10 ** offset for n in demos]
         ax.errorbar(xs, [s[f"{arm}_mean"] for s in summary], yerr=[s[f"{arm}_std"] for s in summary], marker="o",

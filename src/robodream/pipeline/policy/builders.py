@@ -116,9 +116,10 @@ def eval_stage(cfg: EvalConfig, slug: str, name: str, inputs: dict[str, str], ex
     return Stage(name, slug, out, hashed(cfg) | (extra or {}), evaluate, inputs=inputs)
 
 
-def train_and_eval_stages(cfg: PolicyStageConfig, data: str, inputs: dict[str, str], env: EnvConfig, out: Path,
+def train_and_eval_stages(cfg: PolicyStageConfig, data: Any, inputs: dict[str, str], env: EnvConfig, out: Path,
                           variant: str = "", mix: dict | None = None, on: str | None = None) -> list[Stage]:
-    """train-policy on `data` (a store, or a weighted mix `a.zarr:0.5,b.zarr:0.5`) into `out`, then eval in sim.
+    """train-policy on `data` (a store, a weighted mix `a.zarr:0.5,b.zarr:0.5`, or train-policy's list of sources)
+    into `out`, then eval in sim.
 
     `inputs` are the stores `data` names (their fingerprints decide re-runs); `variant` tells apart the policies
     of one pipeline (the augmented one: slugs train-policy-augmented, eval-policy-augmented); `mix` is hashed in
@@ -154,6 +155,16 @@ class AugmentedPolicyStageConfig:
         if not 0 < self.real_weight < 1:
             raise RobodreamError(f"augmented.real_weight must be in (0, 1), got {self.real_weight}: the share of "
                                  "real windows next to synthetic ones")
+
+
+@dataclass
+class SyntheticOnlyPolicyStageConfig:
+    """train-policy on the synthetic store's imagined frames only (never a real frame: the real context frames each
+    synthetic episode starts from are left out), with the `policy:` section's network, trainer and eval: the third
+    arm beside real-only and augmented."""
+
+    enabled: bool = False
+    out: str = "policy_synthetic"  # relative to the pipeline's out
 
 
 @dataclass

@@ -47,15 +47,24 @@ def parse_data(data: Any) -> list[dict[str, Any]]:
     """`data=` as given on the command line or in YAML -> [{"path": ..., "weight": ...}].
 
     Accepts "a.zarr", "a.zarr:0.7,b.zarr:0.3", a list of such strings, or a list of {path, weight} mappings.
-    The weight is the part after the last colon when it parses as a number (so s3://... URLs work).
+    The weight is the part after the last colon when it parses as a number (so s3://... URLs work). A mapping
+    may add `imagined_only: true` for a synthetic store: the policy then trains on its imagined frames only,
+    never on the real context frames each synthetic episode starts from (the synthetic-only arm of
+    experiment augment).
     """
     if data is None or data == "" or data == []:
         raise RobodreamError("no training data: pass data=<store.zarr> (or data=a.zarr:0.7,b.zarr:0.3 to mix)")
     items = data.split(",") if isinstance(data, str) else list(data)
     sources = []
     for item in items:
+        imagined_only = False
         if isinstance(item, dict):
             path, weight = item.get("path"), item.get("weight", 1.0)
+            imagined_only = bool(item.get("imagined_only", False))
+            unknown = set(item) - {"path", "weight", "imagined_only"}
+            if unknown:
+                raise RobodreamError(f"data entry {dict(item)} has unknown keys {sorted(unknown)}: use path, weight "
+                                     "and imagined_only")
         else:
             path, weight = str(item).strip(), 1.0
             head, sep, tail = path.rpartition(":")
@@ -72,7 +81,8 @@ def parse_data(data: Any) -> list[dict[str, Any]]:
             raise RobodreamError(f"bad weight {weight!r} for {path}: use a number, e.g. {path}:0.5") from None
         if weight < 0:
             raise RobodreamError(f"the weight of {path} is {weight}: weights must be >= 0")
-        sources.append({"path": str(path), "weight": weight})
+        # the flag only when set, so the record (and the hash) of every ordinary source stays as it was
+        sources.append({"path": str(path), "weight": weight, **({"imagined_only": True} if imagined_only else {})})
     if sum(s["weight"] for s in sources) <= 0:
         raise RobodreamError("every data weight is 0: give at least one store a positive weight")
     return sources
@@ -209,7 +219,7 @@ def train_policy(cfg: TrainPolicyConfig) -> TrainSummary:
 
     from robodream.callbacks import StepProgress, find_callback
     from robodream.datasets.mixture import MixtureDataset, make_mixture_loader
-    from robodream.datasets.windows import WindowDataset, make_loader
+    from robodream.datasets.windows import WindowDataset, imagined_frames_only, make_loader
     from robodream.policies.pretrained import make_policy
     from robodream.policies.system import PolicyCheckpoints, PolicySystem
     from robodream.trainer import build_trainer, launched_as_rank_zero
@@ -223,7 +233,9 @@ def train_policy(cfg: TrainPolicyConfig) -> TrainSummary:
     policy_cfg = cfg.policy.for_task(stores[0].task)
     L.seed_everything(t.seed, verbose=False)
     policy = make_policy(policy_cfg, features, stats)
-    windows = [WindowDataset(store, policy.delta_indices()) for store in stores]
+    windows = [WindowDataset(store, policy.delta_indices(),
+                             skip_first=imagined_frames_only(store) if source.get("imagined_only") else None)
+               for store, source in zip(stores, cfg.data, strict=True)]
     if len(windows) == 1:
         loader = make_loader(windows[0], t.batch_size, shuffle=True, num_workers=t.num_workers, drop_last=True,
                              seed=t.seed)
@@ -237,13 +249,16 @@ def train_policy(cfg: TrainPolicyConfig) -> TrainSummary:
     if launched_as_rank_zero():
         save_config(cfg, out / "config.yaml")
         # A policy trains on every episode of its stores: recorded, so that evaluations can tell (training_data.py)
-        record_training_data(out, [store_entry(st, list(range(st.num_episodes)), []) for st in stores])
+        record_training_data(out, [store_entry(st, list(range(st.num_episodes)), [])
+                                   | ({"frames": "imagined only"} if source.get("imagined_only") else {})
+                                   for st, source in zip(stores, cfg.data, strict=True)])
         warn_about_schedule(t, validates=False)
 
     def training_info(step: int) -> dict[str, Any]:
         return {"step": step, "task": stores[0].task, "fps": stores[0].fps, "robot_type": stores[0].robot_type,
-                "run": str(out), "data": [{**s, "episodes": st.num_episodes, "frames": st.num_frames}
-                                          for s, st in zip(cfg.data, stores, strict=True)]}
+                # frames trained on: every frame, or an imagined-only source's imagined frames
+                "run": str(out), "data": [{**s, "episodes": st.num_episodes, "frames": len(w)}
+                                          for s, st, w in zip(cfg.data, stores, windows, strict=True)]}
 
     checkpoints = PolicyCheckpoints(out, t.checkpoint_every_steps, t.max_steps, training_info)
     # Under DDP Lightning gives each process a DistributedSampler over the loader's own sampler (the mixture's

@@ -148,6 +148,8 @@ def _training_data(checkpoint: Path) -> str:
         except RobodreamError:
             kinds = set()
         kind = "synthetic" if kinds == {"synthetic"} else "real" if kinds else "?"
+        if source.get("imagined_only"):
+            kind = "synthetic, imagined frames only"
         shares[kind] = shares.get(kind, 0.0) + float(source.get("weight", 1.0)) / total
     if len(shares) <= 1:
         return next(iter(shares), "?")

@@ -18,7 +18,7 @@ from robodream.datasets.reader import EpisodeStore
 from robodream.datasets.writer import create_store
 from robodream.pipeline.synthetic.rollouts import GenerationSettings, RolloutGenerator, RolloutSpec
 
-COUNTS = ("generated", "kept", "successes", "dropped_not_success", "dropped_uncertain")
+COUNTS = ("generated", "kept", "successes", "dropped_not_success", "dropped_uncertain", "dropped_sim_failure")
 
 
 def rollout_specs(rollouts: int, episodes: list[int], seed: int) -> list[RolloutSpec]:
@@ -51,11 +51,21 @@ class GenerationModule(L.LightningModule):
         super().__init__()
         self.model, self.probe, self.policy = model, probe, policy
         self.store, self.settings = store, settings
+        self.replayer = None  # PyBullet, made on first use: only the replay_in_sim filter needs it
 
     def predict_step(self, batch: list[RolloutSpec], batch_idx: int):
+        if self.settings.replay_in_sim and self.replayer is None:
+            from robodream.pipeline.synthetic.verify import SimReplayer
+
+            self.replayer = SimReplayer()
         generator = RolloutGenerator(self.model.eval(), self.probe.eval(), self.store, self.settings,
-                                     self.policy.eval() if self.policy is not None else None)
+                                     self.policy.eval() if self.policy is not None else None, self.replayer)
         return generator.generate(batch)
+
+    def on_predict_end(self) -> None:
+        if self.replayer is not None:
+            self.replayer.close()
+            self.replayer = None
 
 
 def _shard(path: Path, rank: int, world_size: int) -> Path:
@@ -119,8 +129,10 @@ class ShardWriter(BasePredictionWriter):
         present = [s for s in shards if s.exists()]
         if not present:
             self.discard(world_size)
-            raise RobodreamError(f"all {summary.generated} rollouts were filtered out; nothing to store (relax the "
-                                 "filters or generate more)")
+            raise RobodreamError(f"all {summary.generated} rollouts were filtered out ({summary.dropped_not_success} "
+                                 f"not successes, {summary.dropped_uncertain} uncertain, {summary.dropped_sim_failure} "
+                                 "failing when replayed in PyBullet); nothing to store (relax the filters or generate "
+                                 "more)")
         if world_size > 1:
             merged = self.partial.with_name(self.partial.name + ".merged")
             merge_stores([str(s) for s in present], merged, overwrite=True)

@@ -35,6 +35,9 @@ class GenerateFilterConfig:
     success_frames: int = 1
     samples: int = 1  # M imagined samples per rollout for the uncertainty filter (1: off)
     max_spread: float | None = None  # drop rollouts whose samples' mean per-pixel std (0-1 units) exceeds this
+    #: replay each rollout's actions in PyBullet from its real start and keep it only when they succeed there
+    #: (the real store must be a PyBullet recording; the episode's success then is the simulator's)
+    replay_in_sim: bool = False
 
 
 @dataclass
@@ -92,6 +95,7 @@ class GenerateSummary:
     successes: int = 0
     dropped_not_success: int = 0
     dropped_uncertain: int = 0
+    dropped_sim_failure: int = 0
     elapsed_s: float = 0.0
     forced_past: list[str] = field(default_factory=list)  # the gate problems force=true ran past
 
@@ -102,7 +106,7 @@ class GenerateSummary:
         return forced + [f"store       {self.store}",
                 f"rollouts    {self.generated} imagined, {self.kept} kept ({self.kept / max(1, self.generated):.0%})",
                 f"probe       {self.successes} successes; dropped {self.dropped_not_success} failures, "
-                f"{self.dropped_uncertain} uncertain",
+                f"{self.dropped_uncertain} uncertain, {self.dropped_sim_failure} failing when replayed in PyBullet",
                 f"time        {self.elapsed_s:.1f} s ({rate:.2f} rollouts/s)"]
 
 
@@ -131,7 +135,7 @@ def generate(cfg: GenerateConfig) -> GenerateSummary | None:
                                   samples=cfg.filter.samples, max_spread=cfg.filter.max_spread,
                                   success_only=cfg.filter.success_only, stop_at_success=cfg.stop_at_success,
                                   success_frames=cfg.filter.success_frames,
-                                  origin=origin)
+                                  replay_in_sim=cfg.filter.replay_in_sim, origin=origin)
     episodes = parse_episode_selection(cfg.episodes, store.num_episodes)
     module = GenerationModule(model, probe, store, settings, policy)
     partial = out.with_name(f".{out.name}.partial")

@@ -7,9 +7,12 @@ probe: cube and goal positions (observation.environment_state, with an unknown c
 the identity quaternion) and success (reward); observation.state comes from the world model's own state
 prediction. The episode ends at the first frame the probe calls a success, as recorded episodes do.
 
-Filters: success only; and model uncertainty — each rollout is imagined M times under the same actions with
+Filters: success only; model uncertainty — each rollout is imagined M times under the same actions with
 different noise, and rollouts whose samples disagree (mean per-pixel standard deviation above a threshold)
-are dropped (the spread is kept in the episode origin either way).
+are dropped (the spread is kept in the episode origin either way); and, for rollouts that start from a
+PyBullet recording, replay in the simulator — the rollout's actions are executed in PyBullet from the same
+initial state and the rollout is kept only when they succeed there too (a check only a simulator can give: it
+makes the labels right, not the imagined frames).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import numpy as np
 import torch
 
 from robodream.datasets.reader import EpisodeStore
+from robodream.errors import RobodreamError
 from robodream.features import ACTION, ENV_STATE, STATE
 from robodream.world_models.env import WorldModelEnv
 from robodream.world_models.model import WorldModel
@@ -49,6 +53,7 @@ class GenerationSettings:
     stop_at_success: bool
     origin: dict  # provenance common to every rollout (model id, paths)
     success_frames: int = 1  # consecutive frames the probe must call a success (probe.sustained)
+    replay_in_sim: bool = False  # keep only rollouts whose actions also succeed in PyBullet (SimReplayer)
 
 
 class BatchedPolicyRunner:
@@ -78,8 +83,9 @@ class RolloutGenerator:
     """Generates, labels and filters batches of rollouts; owns no files (the caller writes the episodes)."""
 
     def __init__(self, model: WorldModel, probe: StateSuccessProbe, store: EpisodeStore,
-                 settings: GenerationSettings, policy=None):
+                 settings: GenerationSettings, policy=None, replayer=None):
         self.model, self.probe, self.store, self.settings, self.policy = model, probe, store, settings, policy
+        self.replayer = replayer  # a SimReplayer (pipeline/synthetic/verify.py) when settings.replay_in_sim
         cfg = model.config
         self.k = cfg.context_frames
         self.image_key = cfg.image_key
@@ -127,7 +133,7 @@ class RolloutGenerator:
         spread = self._spread(clips, history, states, actions, imagined)
         labels = self.probe.predict(imagined.reshape(-1, *imagined.shape[2:]))
         success = sustained(labels["success_prob"].reshape(batch, s.horizon) > 0.5, s.success_frames)
-        kept, dropped_success, dropped_spread = [], 0, 0
+        kept, dropped_success, dropped_spread, dropped_sim = [], 0, 0, 0
         for b, spec in enumerate(specs):
             if s.success_only and not success[b].any():
                 dropped_success += 1
@@ -135,9 +141,26 @@ class RolloutGenerator:
             if s.max_spread is not None and spread[b] > s.max_spread:
                 dropped_spread += 1
                 continue
-            kept.append(self._episode(b, spec, clips, imagined, predicted_states, actions, labels, success, spread))
+            episode = self._episode(b, spec, clips, imagined, predicted_states, actions, labels, success, spread)
+            if s.replay_in_sim and not self._succeeds_in_sim(episode, spec):
+                dropped_sim += 1
+                continue
+            kept.append(episode)
         return kept, {"generated": batch, "kept": len(kept), "dropped_not_success": dropped_success,
-                      "dropped_uncertain": dropped_spread, "successes": int(success.any(axis=1).sum())}
+                      "dropped_uncertain": dropped_spread, "dropped_sim_failure": dropped_sim,
+                      "successes": int(success.any(axis=1).sum())}
+
+    def _succeeds_in_sim(self, episode: dict, spec: RolloutSpec) -> bool:
+        """Replay the episode's actions in PyBullet from its real start; marks the episode as checked so."""
+        data = episode["data"]
+        replayed, why = self.replayer.replay(self.settings.origin["data"], spec.start_episode, data[self.image_key][0],
+                                             self.image_key, data[ACTION][:-1])  # the last action is the hold
+        if replayed is None:
+            raise RobodreamError(f"filter.replay_in_sim: cannot replay rollouts from {self.settings.origin['data']} "
+                                 f"in PyBullet: {why}")
+        episode["success"] = replayed
+        episode["origin"] = json.dumps({**json.loads(episode["origin"]), "replayed_in_sim": replayed}, sort_keys=True)
+        return replayed
 
     def _spread(self, clips, history, states, actions, imagined) -> np.ndarray:
         """Mean per-pixel std (0-1 units) across M samples imagined under the same actions; 0 when M = 1."""

@@ -35,13 +35,14 @@ class VerifyConfig:
     progress: bool = runtime(True)
 
 
-class _RealStarts:
-    """The PyBullet env and seed that reproduce a real store's episodes, one env per store."""
+class SimReplayer:
+    """Replays action sequences in PyBullet from a real episode's initial state: one env per real store, made
+    from the store's recorded `collection.env`, reset with the episode's recorded seed."""
 
     def __init__(self):
         self._stores: dict[str, tuple] = {}
 
-    def env_and_store(self, path: str):
+    def _env_and_store(self, path: str):
         if path not in self._stores:
             from omegaconf import OmegaConf
 
@@ -56,34 +57,41 @@ class _RealStarts:
             self._stores[path] = (env, store)
         return self._stores[path]
 
+    def replay(self, real_store: str, start_episode: int, first_frame: np.ndarray, image_key: str,
+               actions: np.ndarray) -> tuple[bool | None, str | None]:
+        """(succeeded in PyBullet, None), or (None, why) when the episode cannot be reproduced. `first_frame` must
+        equal PyBullet's first frame pixel for pixel (same env, same seed); `actions` are executed in order."""
+        env, real = self._env_and_store(real_store)
+        if env is None:
+            return None, "the real store was not recorded in PyBullet (no collection.env)"
+        obs, _ = env.reset(seed=int(real.meta("episode_seed")[start_episode]))
+        if not np.array_equal(obs[image_key], first_frame):
+            return None, "PyBullet's first frame differs from the episode's (another env config or renderer)"
+        success = False
+        for action in actions:
+            obs, _, terminated, truncated, info = env.step(action)
+            success |= bool(info.get("success", False))
+            if terminated or truncated:
+                break
+        return success, None
+
     def close(self) -> None:
         for env, _ in self._stores.values():
             if env is not None:
                 env.close()
+        self._stores.clear()
 
 
-def replay_episode(starts: _RealStarts, synth, index: int) -> dict:
+def replay_episode(replayer: SimReplayer, synth, index: int) -> dict:
     """Replay synthetic episode `index` in PyBullet: {"episode", "labelled", "replayed" (None: unverifiable)}."""
     meta = synth.episode_meta(index)
     origin = json.loads(meta["origin"])
-    row = {"episode": index, "labelled": bool(meta["success"]), "replayed": None, "why": None}
-    env, real = starts.env_and_store(origin["data"])
-    if env is None:
-        row["why"] = "the real store was not recorded in PyBullet (no collection.env)"
-        return row
     image_key = next(k for k in synth.features if k.startswith("observation.images."))
-    obs, _ = env.reset(seed=int(real.meta("episode_seed")[origin["start_episode"]]))
-    if not np.array_equal(obs[image_key], synth.episode(index, [image_key])[image_key][0]):
-        row["why"] = "PyBullet's first frame differs from the episode's (another env config or renderer)"
-        return row
-    success = False
-    for action in synth.episode(index, [ACTION])[ACTION][:-1]:  # the last action is the hold after the end
-        obs, _, terminated, truncated, info = env.step(action)
-        success |= bool(info.get("success", False))
-        if terminated or truncated:
-            break
-    row["replayed"] = success
-    return row
+    episode = synth.episode(index, [image_key, ACTION])
+    # the last action is the hold after the end
+    replayed, why = replayer.replay(origin["data"], origin["start_episode"], episode[image_key][0], image_key,
+                                    episode[ACTION][:-1])
+    return {"episode": index, "labelled": bool(meta["success"]), "replayed": replayed, "why": why}
 
 
 def verify_synthetic(cfg: VerifyConfig) -> dict:
@@ -97,12 +105,12 @@ def verify_synthetic(cfg: VerifyConfig) -> dict:
     if any(synth.episode_meta(i)["source"] != "synthetic" for i in episodes):
         raise RobodreamError(f"{cfg.store} holds episodes that are not synthetic: verify-synthetic checks the "
                              "stores `robodream generate` writes")
-    starts = _RealStarts()
+    replayer = SimReplayer()
     try:
-        rows = [replay_episode(starts, synth, i)
+        rows = [replay_episode(replayer, synth, i)
                 for i in tqdm(episodes, desc="replay in PyBullet", unit="ep", disable=not cfg.progress)]
     finally:
-        starts.close()
+        replayer.close()
     checked = [r for r in rows if r["replayed"] is not None]
     labelled = [r for r in checked if r["labelled"]]
     hits = sum(r["replayed"] for r in labelled)
