@@ -23,7 +23,8 @@ from robodream.pipeline.experiments.rank import correlation
 from robodream.stats import mean_std, pearson, rankdata, spearman
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-AUGMENT_STAGES = 13  # collect real + play, merge, train-wm, eval-wm, train-probe, 3 x (train-policy + eval), generate
+AUGMENT_STAGES = 14  # collect real + play, merge, train-wm, eval-wm, train-probe, generate, verify,
+#                     3 x (train-policy + eval)
 
 
 def _augment_args(out: Path, *extra: str) -> list[str]:
@@ -98,6 +99,11 @@ def test_augment_writes_the_tables_and_the_plot(augment_run):
     markdown = (out / "summary.md").read_text()
     assert "| real demos N | seeds | real only | real + synthetic | synthetic only |" in markdown
     assert "± 0.0" in markdown and summary[0]["synthetic_ci95"].count("-") == 1  # a Wilson interval per arm
+    # the kept rollouts were replayed in PyBullet: the precision of their success labels, per run and per N
+    verified = json.loads((out / "N3" / "seed0" / "synthetic" / "verify.json").read_text())
+    assert verified["episodes"] == 4 and int(row["kept_labelled_success"]) == verified["labelled_success"]
+    assert int(row["kept_replayed_success"]) == verified["replayed_success"] <= verified["labelled_success"]
+    assert summary[0]["label_precision"] == verified["precision_text"]
     assert (out / "success_vs_demos.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((out / "results.json").read_text())["summary"][0]["n_demos"] == 3
     # every sub-step in its own directory, with its stamp

@@ -34,7 +34,7 @@ from robodream.pipeline.policy.builders import eval_stage, train_policy_stage
 from robodream.pipeline.policy.evaluate import EvalConfig
 from robodream.pipeline.policy.train import TrainPolicyConfig, policy_trainer
 from robodream.pipeline.stages import Stage, run_stages, stage_store
-from robodream.pipeline.synthetic.builders import generate_stage
+from robodream.pipeline.synthetic.builders import generate_stage, verify_stage
 from robodream.pipeline.synthetic.generate import SOURCES, GenerateConfig, GenerateFilterConfig
 from robodream.pipeline.world_model.builders import fidelity_stage, train_probe_stage, train_wm_stage
 from robodream.pipeline.world_model.commands import TrainWorldModelConfig
@@ -92,6 +92,8 @@ class SyntheticConfig:
     accelerator: str = runtime("auto")
     devices: str = runtime("1")
     weight: float = 0.5  # share of the real+synthetic training samples drawn from the synthetic store
+    #: replay the kept rollouts in PyBullet (verify-synthetic): the precision of their success labels, per N and seed
+    verify: bool = True
     #: generate even when a world model or probe fails its gates (pipeline/world_model/gates.py: each world model
     #: is evaluated on its held-out episodes right after training)
     force: bool = runtime(False)
@@ -253,6 +255,10 @@ def plan(cfg: AugmentConfig) -> list[Stage]:
             stages += _policy_stages(cfg, "real", {"real": real_stores[n]}, seed, out, tag)
             stages.append(_generate_stage(cfg, real_stores[n], models, seed, out, tag))
             generated = str(out / "synthetic" / "generate.json")
+            if cfg.synthetic.verify:
+                stages.append(verify_stage(Path(generated), out / "synthetic" / "verify.json", f"verify-{tag}",
+                                           f"verify-synthetic {tag}: replay the kept rollouts in PyBullet",
+                                           cfg.progress))
             stages += _policy_stages(cfg, "mixed", {"real": real_stores[n], "synthetic": generated}, seed, out, tag)
             stages += _policy_stages(cfg, "synthetic", {"synthetic": generated}, seed, out, tag)
     return stages

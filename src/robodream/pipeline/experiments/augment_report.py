@@ -11,15 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from robodream.pipeline.experiments.tables import markdown_table, pyplot, write_csv
-from robodream.stats import mean_std, wilson_interval
+from robodream.stats import format_success, mean_std, wilson_interval
 
 ARMS = {"real": "real only", "mixed": "real + synthetic", "synthetic": "synthetic only"}
 RUN_COLUMNS = ("n_demos", "seed", "real_success", "mixed_success", "synthetic_success", "delta",
-               "real_wins", "mixed_wins", "synthetic_wins", "synthetic_generated", "synthetic_kept", "eval_episodes",
-               "eval_seed")
+               "real_wins", "mixed_wins", "synthetic_wins", "synthetic_generated", "synthetic_kept",
+               "kept_replayed_success", "kept_labelled_success", "eval_episodes", "eval_seed")
 SUMMARY_COLUMNS = ("n_demos", "seeds", "real_mean", "real_std", "mixed_mean", "mixed_std", "synthetic_mean",
                    "synthetic_std", "delta_mean", "delta_std", "real_ci95", "mixed_ci95", "synthetic_ci95",
-                   "synthetic_kept_mean")
+                   "synthetic_kept_mean", "label_precision")
 
 
 def _success(path: Path) -> tuple[float, int, dict[str, Any]]:
@@ -40,6 +40,11 @@ def run_rows(cfg, root: Path) -> list[dict[str, Any]]:
                 row[f"{arm}_success"], row[f"{arm}_wins"], info = _success(
                     out / f"policy_{arm}" / "eval" / "eval_info.json")
             generated = json.loads((out / "synthetic" / "generate.json").read_text())
+            verified = out / "synthetic" / "verify.json"  # absent when synthetic.verify is off
+            if verified.is_file():
+                report = json.loads(verified.read_text())
+                row |= {"kept_replayed_success": report["replayed_success"],
+                        "kept_labelled_success": report["labelled_success"]}
             rows.append(row | {"delta": row["mixed_success"] - row["real_success"],
                                "synthetic_generated": generated["generated"], "synthetic_kept": generated["kept"],
                                "eval_episodes": len(info["per_episode"]), "eval_seed": info["info"]["seeds"][0]})
@@ -61,6 +66,9 @@ def summary_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             low, high = wilson_interval(sum(r[f"{arm}_wins"] for r in group), episodes)
             entry[f"{arm}_ci95"] = f"{100 * low:.0f}-{100 * high:.0f}"
         entry["synthetic_kept_mean"] = round(mean_std([r["synthetic_kept"] for r in group])[0], 1)
+        checked = [r for r in group if "kept_labelled_success" in r]
+        entry["label_precision"] = format_success(sum(r["kept_replayed_success"] for r in checked),
+                                                  sum(r["kept_labelled_success"] for r in checked)) if checked else "-"
         summary.append(entry)
     return summary
 
@@ -68,7 +76,8 @@ def summary_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _markdown(summary: list[dict[str, Any]], rows: list[dict[str, Any]]) -> str:
     cells = [{"n": s["n_demos"], "seeds": s["seeds"],
               **{arm: f"{s[f'{arm}_mean']:.1f} ± {s[f'{arm}_std']:.1f} ({s[f'{arm}_ci95']})" for arm in ARMS},
-              "delta": f"{s['delta_mean']:+.1f} ± {s['delta_std']:.1f}", "kept": f"{s['synthetic_kept_mean']:.1f}"}
+              "delta": f"{s['delta_mean']:+.1f} ± {s['delta_std']:.1f}", "kept": f"{s['synthetic_kept_mean']:.1f}",
+              "precision": s["label_precision"]}
              for s in summary]
     episodes = {r["eval_episodes"] for r in rows}
     seeds = {r["eval_seed"] for r in rows}
@@ -76,9 +85,9 @@ def _markdown(summary: list[dict[str, Any]], rows: list[dict[str, Any]]) -> str:
             f"of all episodes pooled over seeds ({', '.join(map(str, sorted(episodes)))} episodes per policy from "
             f"seed {', '.join(map(str, sorted(seeds)))}). Synthetic only: the policy trained on imagined frames "
             "alone.\n\n"
-            + markdown_table(cells, ["n", "seeds", *ARMS, "delta", "kept"],
+            + markdown_table(cells, ["n", "seeds", *ARMS, "delta", "kept", "precision"],
                              ["real demos N", "seeds", *ARMS.values(), "real + synthetic - real only (points)",
-                              "synthetic kept (mean)"]))
+                              "synthetic kept (mean)", "kept successes that succeed in PyBullet"]))
 
 
 def plot_success_vs_demos(summary: list[dict[str, Any]], path: Path) -> Path:

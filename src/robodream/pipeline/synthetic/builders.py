@@ -2,7 +2,8 @@
 
 `generate_section_stage` builds it from the `generate:` section of a pipeline config (run.py);
 `generate_stage` wraps any `robodream generate` config (shared with `experiment augment`). A changed generate
-config re-runs generate and what reads the synthetic store, nothing upstream.
+config re-runs generate and what reads the synthetic store, nothing upstream. `verify_stage` replays a
+generation's kept rollouts in PyBullet (verify-synthetic): the precision of their success labels.
 """
 
 from __future__ import annotations
@@ -77,6 +78,27 @@ def generate_stage(cfg: GenerateConfig, slug: str, name: str, inputs: dict[str, 
     return Stage(name, slug, folder, hashed(cfg) | (extra or {}), run, inputs=inputs)
 
 
+def verify_stage(summary: Path, out: Path, slug: str, name: str, progress: bool = True) -> Stage:
+    """verify-synthetic on the store a generate stage recorded in `summary` (generate.json) -> `out` (JSON); a
+    generation that kept nothing gets a report of 0 labelled successes."""
+
+    def run(previous: Previous) -> StageResult:
+        from robodream.pipeline.synthetic.verify import VerifyConfig, verify_synthetic
+        from robodream.stats import format_success
+
+        store = json.loads(summary.read_text())["store"]
+        if store is None:
+            out.write_text(json.dumps({"store": None, "episodes": 0, "verified": 0, "labelled_success": 0,
+                                       "replayed_success": 0, "precision": None,
+                                       "precision_text": format_success(0, 0), "rows": []}, indent=2))
+            return StageResult("nothing kept, nothing to replay", [("verify", str(out))])
+        report = verify_synthetic(VerifyConfig(store=store, out=str(out), progress=progress))
+        return StageResult(f"labelled successes that succeed in PyBullet: {report['precision_text']}",
+                           [("verify", str(out))])
+
+    return Stage(name, slug, out.parent, {"verify": out.name}, run, inputs={"generate": str(summary)})
+
+
 def _generate(cfg: GenerateConfig) -> list[str]:
     from robodream.pipeline.synthetic.generate import generate
 
@@ -95,7 +117,10 @@ def _generate_recorded(cfg: GenerateConfig, summary: Path) -> dict:
     try:
         result = generate(cfg)
         record = {"generated": result.generated, "kept": result.kept, "store": cfg.out,
-                  "fingerprint": fingerprint(cfg.out), "forced_past_gates": result.forced_past}
+                  "fingerprint": fingerprint(cfg.out), "forced_past_gates": result.forced_past,
+                  "counts": {k: getattr(result, k) for k in ("successes", "dropped_not_success", "dropped_uncertain",
+                                                                 "dropped_sim_failure")},
+                  "rollouts_per_s": round(result.generated / result.elapsed_s, 3) if result.elapsed_s else None}
     except RobodreamError as exc:
         # generate refuses to write an empty store; for an experiment "nothing passed the filter" is a result
         if "filtered out" not in str(exc):
