@@ -186,10 +186,25 @@ def test_augment_continues_an_interrupted_training_from_its_checkpoint(augment_r
     assert all(json.loads(path.read_text())["status"] == "done" for path in stamps)
 
 
+def test_augment_can_start_rollouts_from_play_data_and_let_the_expert_act_in_the_dream(tmp_path):
+    """synthetic.starts=demos+play with source=expert: rollouts start from the merged store's episodes too (more
+    start states than N demos), and PyBullet can still replay them (the merged store's sources share one env)."""
+    out = tmp_path / "augment"
+    assert main(_augment_args(out, "synthetic.starts=demos+play", "synthetic.source=expert")) == 0
+    synthetic = EpisodeStore.open(out / "N3" / "seed0" / "synthetic" / "synthetic.zarr")
+    origins = [json.loads(synthetic.episode_meta(i)["origin"]) for i in range(synthetic.num_episodes)]
+    assert {o["data"] for o in origins} == {str(out / "data" / "real_N3+play.zarr")}
+    assert {o["source"] for o in origins} == {"expert"}
+    verified = json.loads((out / "N3" / "seed0" / "synthetic" / "verify.json").read_text())
+    assert verified["verified"] == verified["episodes"] == synthetic.num_episodes
+
+
 def test_augment_bad_input_is_one_clear_error_line(tmp_path, capsys):
     assert "demos=[]" in _error(_augment_args(tmp_path / "a", "demos=[]"), capsys)
     assert "overlap the real demos seeds" in _error(_augment_args(tmp_path / "b", "eval.seed=5"), capsys)
     assert "synthetic.weight" in _error(_augment_args(tmp_path / "c", "synthetic.weight=1.0"), capsys)
+    assert "needs play data" in _error(_augment_args(tmp_path / "d", "synthetic.starts=demos+play",
+                                                     "play.episodes=0"), capsys)
     assert not (tmp_path / "a").exists()
 
 

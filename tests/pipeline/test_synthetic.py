@@ -195,6 +195,30 @@ def test_the_replay_filter_drops_rollouts_that_fail_in_pybullet_and_keeps_those_
         assert json.loads(synth.episode_meta(i)["origin"])["replayed_in_sim"] is True
 
 
+def test_the_expert_source_acts_in_the_dream_on_the_imagined_state(models, tmp_path):
+    """source=expert: the scripted expert drives the rollout. Its first action is the one it takes on the real
+    context's last state (exact); later ones follow the world model's predicted end effector and the probe's cube,
+    so the imagined episode is the expert's own behaviour, not a replay of the demo's actions."""
+    from robodream.features import ACTION, ENV_STATE, STATE
+    from robodream.robots.sim.experts import make_expert
+
+    store, wm, probe = models
+    out = tmp_path / "expert.zarr"
+    assert main(["generate", f"wm={wm}", f"probe={probe}", f"data={store}", "source=expert", "rollouts=2",
+                 "horizon=5", "noise=0", "batch_size=2", "stop_at_success=false", f"out={out}", "progress=false",
+                 "accelerator=cpu", "force=true"]) == 0
+    synth, real = EpisodeStore.open(out), EpisodeStore.open(store)
+    for i in range(2):
+        origin = json.loads(synth.episode_meta(i)["origin"])
+        k, start = origin["context_frames"], real.episode(origin["start_episode"], [STATE, ENV_STATE])
+        expert = make_expert("push_cube")
+        expert.reset(origin["seed"])
+        first = expert.act({STATE: start[STATE][k - 1], ENV_STATE: start[ENV_STATE][k - 1]})
+        actions = synth.episode(i, [ACTION])[ACTION]
+        np.testing.assert_allclose(actions[k - 1], first, atol=1e-6)
+        assert origin["source"] == "expert" and len(actions) == k + 5
+
+
 def test_a_success_must_hold_for_success_frames_consecutive_frames():
     from robodream.errors import RobodreamError
     from robodream.pipeline.config import build_config

@@ -84,7 +84,12 @@ class SyntheticConfig:
 
     rollouts: int = 500
     horizon: int = 40
-    source: str = "demo-actions"  # or "policy": the real-only policy of the same N and seed, with `noise`
+    #: "demo-actions" (the start episode's own actions + `noise`), "policy" (the real-only policy of the same N and
+    #: seed, with `noise`) or "expert" (the scripted expert acting on the imagined world as the probe reads it)
+    source: str = "demo-actions"
+    #: where rollouts start: "demos" (the N real demos' first frames) or "demos+play" (the play episodes' too:
+    #: many more start states; with source=demo-actions their actions are the play data's misses)
+    starts: str = "demos"
     noise: float = 0.1  # action noise in stds of each action dimension of the real data
     batch_size: int = 32
     stop_at_success: bool = True
@@ -101,6 +106,8 @@ class SyntheticConfig:
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
             raise RobodreamError(f"synthetic.source must be one of {', '.join(SOURCES)}, got {self.source!r}")
+        if self.starts not in ("demos", "demos+play"):
+            raise RobodreamError(f"synthetic.starts must be demos or demos+play, got {self.starts!r}")
         if not 0 < self.weight < 1:
             raise RobodreamError(f"synthetic.weight={self.weight}: the synthetic share must be in (0, 1)")
 
@@ -145,6 +152,8 @@ class AugmentConfig:
                                  "demos=[10,25,50]")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise RobodreamError(f"seeds={self.seeds}: list distinct training seeds, e.g. seeds=[0,1,2]")
+        if self.synthetic.starts == "demos+play" and not self.play.episodes:
+            raise RobodreamError("synthetic.starts=demos+play needs play data: set play.episodes > 0")
         if self.eval.episodes < 1:  # play.episodes is checked by PlayDataConfig
             raise RobodreamError("eval.episodes must be >= 1")
         # Collection tries at most 2N + 10 seeds (collect.py); evaluation must never see a training seed.
@@ -210,6 +219,7 @@ def _policy_stages(cfg: AugmentConfig, arm: str, data: dict[str, str], seed: int
 
 
 def _generate_stage(cfg: AugmentConfig, real: str, models: Path, seed: int, out: Path, tag: str) -> Stage:
+    """generate from the episodes of `real` (the store whose first frames start the rollouts) -> generate.json."""
     s = cfg.synthetic
     store = out / "synthetic" / "synthetic.zarr"
     policy = out / "policy_real" / "checkpoints" / f"step_{cfg.policy.trainer.max_steps}"
@@ -253,7 +263,8 @@ def plan(cfg: AugmentConfig) -> list[Stage]:
                 stages += _world_model_stages(cfg, wm_data[n], seed, models,
                                               f"N{n}-shared" if cfg.shared_world_model else tag)
             stages += _policy_stages(cfg, "real", {"real": real_stores[n]}, seed, out, tag)
-            stages.append(_generate_stage(cfg, real_stores[n], models, seed, out, tag))
+            starts = wm_data[n] if cfg.synthetic.starts == "demos+play" else real_stores[n]
+            stages.append(_generate_stage(cfg, starts, models, seed, out, tag))
             generated = str(out / "synthetic" / "generate.json")
             if cfg.synthetic.verify:
                 stages.append(verify_stage(Path(generated), out / "synthetic" / "verify.json", f"verify-{tag}",

@@ -3,6 +3,7 @@
     robodream generate wm=runs/wm probe=runs/probe data=data/push.zarr rollouts=1000 horizon=40 \
         source=demo-actions noise=0.1 filter.success_only=true out=data/synth.zarr
     robodream generate wm=runs/wm probe=runs/probe policy=runs/policy/checkpoints/step_5000 source=policy ...
+    robodream generate wm=runs/wm probe=runs/probe data=data/push_cube+play.zarr source=expert noise=0.1 ...
 
 Generation runs through Lightning's predict loop: `accelerator=gpu devices=4` spreads the rollouts over four
 GPUs with no code change. Each device writes its own shard (the single-writer rule of the store holds per
@@ -18,12 +19,13 @@ from pathlib import Path
 
 from robodream.config_fields import runtime
 from robodream.errors import RobodreamError
+from robodream.features import ENV_STATE
 from robodream.hashing import sha256_file
 from robodream.pipeline.world_model.gates import check_gates
 from robodream.pretrained import WEIGHTS_FILE
 from robodream.trainer import parse_devices
 
-SOURCES = ("demo-actions", "policy")
+SOURCES = ("demo-actions", "policy", "expert")
 OUT_HINT = "pass overwrite=true to replace it"
 
 
@@ -128,6 +130,9 @@ def generate(cfg: GenerateConfig) -> GenerateSummary | None:
     forced_past = check_gates(cfg.wm, cfg.probe, cfg.force, "generate")
     wm_dir, model, store, probe = _load_models(cfg)
     policy = _load_policy(cfg, store) if cfg.source == "policy" else None
+    if cfg.source == "expert" and (not model.config.predict_state or ENV_STATE not in store.features):
+        raise RobodreamError("source=expert acts on the imagined world's state: it needs a world model that predicts "
+                             f"observation.state (world_model.predict_state) and a store with {ENV_STATE} (the goal)")
     origin = {"world_model": str(wm_dir), "model_id": model_id(wm_dir), "probe": str(cfg.probe),
               "source": cfg.source, "noise": cfg.noise, "policy": cfg.policy, "data": str(cfg.data),
               "forced_past_gates": forced_past}

@@ -1,8 +1,9 @@
 """Imagined episodes, a batch at a time: start from real context, act, imagine, label with the probe, filter.
 
 A synthetic episode is the K real context frames of a real episode followed by up to `horizon` imagined
-frames. Actions come from the recorded demonstration (perturbed by Gaussian noise) or from a policy
-(receding horizon, plus noise) acting on the imagined observations. Every imagined frame is labelled by the
+frames. Actions come from the recorded demonstration (perturbed by Gaussian noise), from a policy (receding
+horizon, plus noise) acting on the imagined observations, or from the task's scripted expert acting on the
+imagined world as the probe reads it (plus noise): a demonstrator in the dream. Every imagined frame is labelled by the
 probe: cube and goal positions (observation.environment_state, with an unknown cube orientation stored as
 the identity quaternion) and success (reward); observation.state comes from the world model's own state
 prediction. The episode ends at the first frame the probe calls a success, as recorded episodes do.
@@ -54,6 +55,37 @@ class GenerationSettings:
     origin: dict  # provenance common to every rollout (model id, paths)
     success_frames: int = 1  # consecutive frames the probe must call a success (probe.sustained)
     replay_in_sim: bool = False  # keep only rollouts whose actions also succeed in PyBullet (SimReplayer)
+
+
+class ImaginedExperts:
+    """The task's scripted expert, one per rollout, acting in imagination (source=expert).
+
+    It reads the state it needs from the imagined world: the end effector from the world model's predicted
+    observation.state, the cube from the probe's reading of the newest imagined frame, and the goal from the real
+    episode the rollout started from (the goal does not move; a deployed robot is given it). The first action
+    uses the real context's last state, which is exact.
+    """
+
+    def __init__(self, task: str, probe: StateSuccessProbe, image_key: str, env_state: np.ndarray,
+                 state: np.ndarray, seeds: list[int]):
+        from robodream.robots.sim.experts import make_expert
+
+        self.probe, self.image_key = probe, image_key
+        self.experts = [make_expert(task) for _ in seeds]
+        for expert, seed in zip(self.experts, seeds, strict=True):
+            expert.reset(seed)
+        self.goal = env_state[:, 7:10]
+        self.env_state, self.state = env_state, state
+
+    def act(self, obs: dict[str, np.ndarray] | None) -> np.ndarray:
+        """The next (B, A) actions; `obs` is the newest batched imagined observation (None for the first call)."""
+        if obs is not None:
+            cube = self.probe.predict(obs[self.image_key])["cube"]
+            rotation = np.repeat(IDENTITY_QUATERNION[None], len(cube), axis=0)
+            self.env_state = np.concatenate([cube, rotation, self.goal], axis=1)
+            self.state = obs[STATE]
+        return np.stack([expert.act({STATE: self.state[b], ENV_STATE: self.env_state[b]})
+                         for b, expert in enumerate(self.experts)]).astype(np.float32)
 
 
 class BatchedPolicyRunner:
@@ -112,7 +144,10 @@ class RolloutGenerator:
         states = clips.states[:, :k] if clips.states is not None else None
         obs = env.reset_from(clips.frames[:, :k], history, states)
         runner = None
-        if s.source == "policy":
+        if s.source == "expert":
+            runner = ImaginedExperts(self.store.task, self.probe, self.image_key, self._context_env_state(episodes),
+                                     clips.states[:, k - 1], [s.seed + spec.index for spec in specs])
+        elif s.source == "policy":
             context = [{self.image_key: clips.frames[:, i]} for i in range(k)]
             if states is not None:
                 for i, frame in enumerate(context):
@@ -161,6 +196,12 @@ class RolloutGenerator:
         episode["success"] = replayed
         episode["origin"] = json.dumps({**json.loads(episode["origin"]), "replayed_in_sim": replayed}, sort_keys=True)
         return replayed
+
+    def _context_env_state(self, episodes: list[int]) -> np.ndarray:
+        """(B, 10) recorded environment_state (cube, rotation, goal) at each rollout's last real context frame."""
+        last = [min(self.k, int(self.store.episode_lengths[e])) - 1 for e in episodes]
+        return np.stack([self.store.episode(e, [ENV_STATE])[ENV_STATE][i]
+                         for e, i in zip(episodes, last, strict=True)]).astype(np.float32)
 
     def _spread(self, clips, history, states, actions, imagined) -> np.ndarray:
         """Mean per-pixel std (0-1 units) across M samples imagined under the same actions; 0 when M = 1."""

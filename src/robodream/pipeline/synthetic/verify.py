@@ -50,7 +50,7 @@ class SimReplayer:
             from robodream.robots.sim.env import EnvConfig, make_env
 
             store = EpisodeStore.open(path)
-            recorded = store.attrs.get("collection", {}).get("env")
+            recorded = _recorded_env(store)
             env = None
             if recorded is not None:
                 env = make_env(OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(EnvConfig), recorded)))
@@ -80,6 +80,22 @@ class SimReplayer:
             if env is not None:
                 env.close()
         self._stores.clear()
+
+
+def _recorded_env(store) -> dict | None:
+    """The PyBullet env config a store was recorded with; for a merged store (demos + play), its sources' config
+    when they all share one (None otherwise: the episodes cannot be reproduced)."""
+    from robodream.datasets.reader import EpisodeStore
+
+    recorded = store.attrs.get("collection", {}).get("env")
+    sources = store.attrs.get("merged_from")
+    if recorded is not None or not sources:
+        return recorded
+    try:
+        envs = [EpisodeStore.open(source).attrs.get("collection", {}).get("env") for source in sources]
+    except RobodreamError:  # a source moved or deleted since the merge
+        return None
+    return envs[0] if envs[0] is not None and all(env == envs[0] for env in envs) else None
 
 
 def replay_episode(replayer: SimReplayer, synth, index: int) -> dict:
