@@ -153,6 +153,15 @@ def test_the_synthetic_only_policy_never_reads_a_real_frame(augment_run, tmp_pat
     assert images and {location for location, _, _ in read} == {str(synthetic)}
     assert not set().union(*images) & real_frames
     assert set().union(*images) - real_frames  # it did read imagined frames
+    # its normalisation too: the image statistics are the imagined frames', not the whole store's
+    from robodream.datasets.imagined import imagined_stats
+    from robodream.policies.pretrained import load_pretrained
+
+    image_key = next(k for k in store.features if k.startswith("observation.images."))
+    policy = load_pretrained(str(tmp_path / "p" / "checkpoints" / "step_6"))
+    offset = policy.normalizer._get(image_key).offset.numpy()
+    np.testing.assert_allclose(offset, imagined_stats(store, [image_key])["features"][image_key]["mean"], rtol=1e-5)
+    assert not np.allclose(offset, store.stats()["features"][image_key]["mean"], rtol=1e-5)
 
 
 def test_augment_rerun_skips_finished_sub_steps_and_reruns_only_what_changed(augment_run, capsys):

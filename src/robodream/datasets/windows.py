@@ -48,7 +48,7 @@ class WindowDataset(Dataset):
                  episodes: Sequence[int] | None = None, skip_first: Sequence[int] | None = None):
         """`skip_first`: per selected episode, how many leading frames to leave out entirely (neither anchors nor
         padding read them): a synthetic episode's real context frames, for a policy that must learn from
-        imagined frames only (imagined_frames_only)."""
+        imagined frames only (datasets/imagined.py)."""
         if not delta_indices:
             raise RobodreamError("delta_indices is empty: name at least one key and its frame offsets")
         for key, offsets in delta_indices.items():
@@ -106,20 +106,3 @@ def make_loader(dataset: WindowDataset, batch_size: int, shuffle: bool = True, n
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
                       drop_last=drop_last, collate_fn=_keep_batch, generator=generator,
                       persistent_workers=num_workers > 0)
-
-
-def imagined_frames_only(store: EpisodeStore) -> list[int]:
-    """Per episode, the number of real context frames a synthetic episode starts with (its origin's
-    `context_frames`): pass it as WindowDataset's `skip_first` to train on imagined frames only.
-
-    Raises when the store holds an episode that is not synthetic: its frames are all real."""
-    import json
-
-    skip = []
-    for index in range(store.num_episodes):
-        meta = store.episode_meta(index)
-        if meta["source"] != "synthetic":
-            raise RobodreamError(f"{store.location} episode {index} is {meta['source']!r}, not synthetic: "
-                                 "imagined-only training reads stores that `robodream generate` wrote")
-        skip.append(int(json.loads(meta["origin"])["context_frames"]))
-    return skip

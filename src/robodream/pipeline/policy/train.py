@@ -145,6 +145,7 @@ def open_training_data(cfg: TrainPolicyConfig):
 
     Returns (stores, features, stats) with stats pooled over the stores with the mixing weights.
     """
+    from robodream.datasets.imagined import imagined_stats
     from robodream.datasets.normalize import merge_stats
     from robodream.datasets.reader import EpisodeStore
     from robodream.policies.base import select_features
@@ -166,7 +167,9 @@ def open_training_data(cfg: TrainPolicyConfig):
                 raise RobodreamError(f"{source['path']} runs at {store.fps} fps but {first} at {stores[0].fps}: "
                                      "mixed stores must share the control rate")
         stores.append(store)
-    parts = [s.stats() for s in stores]
+    # an imagined-only source is normalised by its imagined frames alone: not one statistic from a real frame
+    parts = [imagined_stats(st, list(st.features)) if source.get("imagined_only") else st.stats()
+             for st, source in zip(stores, cfg.data, strict=True)]
     weights = [s["weight"] for s in cfg.data]
     stats = parts[0] if len(parts) == 1 else merge_stats(parts, weights)
     missing = [k for k in features if k not in stats["features"]]
@@ -218,8 +221,9 @@ def train_policy(cfg: TrainPolicyConfig) -> TrainSummary:
     import torch
 
     from robodream.callbacks import StepProgress, find_callback
+    from robodream.datasets.imagined import context_frames
     from robodream.datasets.mixture import MixtureDataset, make_mixture_loader
-    from robodream.datasets.windows import WindowDataset, imagined_frames_only, make_loader
+    from robodream.datasets.windows import WindowDataset, make_loader
     from robodream.policies.pretrained import make_policy
     from robodream.policies.system import PolicyCheckpoints, PolicySystem
     from robodream.trainer import build_trainer, launched_as_rank_zero
@@ -234,7 +238,7 @@ def train_policy(cfg: TrainPolicyConfig) -> TrainSummary:
     L.seed_everything(t.seed, verbose=False)
     policy = make_policy(policy_cfg, features, stats)
     windows = [WindowDataset(store, policy.delta_indices(),
-                             skip_first=imagined_frames_only(store) if source.get("imagined_only") else None)
+                             skip_first=context_frames(store) if source.get("imagined_only") else None)
                for store, source in zip(stores, cfg.data, strict=True)]
     if len(windows) == 1:
         loader = make_loader(windows[0], t.batch_size, shuffle=True, num_workers=t.num_workers, drop_last=True,
