@@ -107,6 +107,20 @@ def test_every_imagining_command_refuses_a_failing_model_in_one_line_unless_forc
         assert err.count("\n") == 1 and "force=true" in err
     assert not (tmp_path / "eval" / "eval_info.json").exists() and not (tmp_path / "rank").exists()
 
+    # With the simulator-replay filter deciding the labels (no success_only, no stop_at_success), the probe's
+    # success reading decides nothing: generate judges the world model alone.
+    blind = tmp_path / "blind_probe"
+    shutil.copytree(probe, blind)
+    shutil.rmtree(blind / "metrics.json", ignore_errors=True)
+    _probe_dir(tmp_path / "blind_metrics", 0, 1, 0, 10)
+    shutil.copy(tmp_path / "blind_metrics" / "metrics.json", blind / "metrics.json")
+    generate = [arg.replace(str(probe), str(blind)) for arg in commands["generate"]]
+    assert main(generate) == 2
+    assert "probe success recall 0/1" in capsys.readouterr().err
+    assert main(generate + ["filter.replay_in_sim=true", "stop_at_success=false"]) == 2
+    err = capsys.readouterr().err
+    assert "; ".join(model_problems(str(wm))) + ". Fix them" in err and "probe" not in err.split(":", 2)[2]
+
     assert main(imagine + [f"out={tmp_path / 'forced'}", "imagination.force=true"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("FORCED past the gates: " + "; ".join(problems))

@@ -127,7 +127,10 @@ def generate(cfg: GenerateConfig) -> GenerateSummary | None:
 
     out = Path(cfg.out)
     outputs.check_output(out, overwrite=cfg.overwrite, hint=OUT_HINT)  # before loading anything (datasets/outputs.py)
-    forced_past = check_gates(cfg.wm, cfg.probe, cfg.force, "generate")
+    # The probe's success reading is judged only when it decides something: with the simulator-replay filter and
+    # neither success_only nor stop_at_success, the labels are PyBullet's and the probe only annotates the frames.
+    reads_success = cfg.filter.success_only or cfg.stop_at_success or cfg.source == "expert"
+    forced_past = check_gates(cfg.wm, cfg.probe if reads_success else None, cfg.force, "generate")
     wm_dir, model, store, probe = _load_models(cfg)
     policy = _load_policy(cfg, store) if cfg.source == "policy" else None
     if cfg.source == "expert" and (not model.config.predict_state or ENV_STATE not in store.features):
