@@ -170,6 +170,12 @@ def test_verify_synthetic_replays_the_stored_actions_in_pybullet_from_the_real_s
     assert [r["replayed"] for r in report["rows"]] == [True, True]
     labelled = sum(r["labelled"] for r in report["rows"])
     assert report["labelled_success"] == labelled and "precision   of the probe's success label: " in printed
+    synth = EpisodeStore.open(out)
+    real_frames = [json.loads(synth.episode_meta(i)["origin"])["context_frames"] for i in range(2)]
+    called = [bool((synth.episode(i, ["reward"])["reward"][k:] > 0).any()) for i, k in enumerate(real_frames)]
+    assert [r["probe_called"] for r in report["rows"]] == called
+    assert report["probe_called_replayed_success"] == sum(called) and report["replayed_success_all"] == 2
+    assert f"probe       calls {sum(called)}/2" in printed
     assert main(["verify-synthetic", f"store={store}", "progress=false"]) == 2  # a recorded store: refused
 
 

@@ -16,7 +16,8 @@ from robodream.stats import format_success, mean_std, wilson_interval
 ARMS = {"real": "real only", "mixed": "real + synthetic", "synthetic": "synthetic only"}
 RUN_COLUMNS = ("n_demos", "seed", "real_success", "mixed_success", "synthetic_success", "delta",
                "real_wins", "mixed_wins", "synthetic_wins", "synthetic_generated", "synthetic_kept",
-               "kept_replayed_success", "kept_labelled_success", "rollouts_per_s", "eval_episodes", "eval_seed")
+               "kept_replayed_success", "kept_labelled_success", "kept_probe_called", "rollouts_per_s",
+               "eval_episodes", "eval_seed")
 SUMMARY_COLUMNS = ("n_demos", "seeds", "real_mean", "real_std", "mixed_mean", "mixed_std", "synthetic_mean",
                    "synthetic_std", "delta_mean", "delta_std", "real_ci95", "mixed_ci95", "synthetic_ci95",
                    "synthetic_kept_mean", "label_precision")
@@ -44,7 +45,9 @@ def run_rows(cfg, root: Path) -> list[dict[str, Any]]:
             if verified.is_file():
                 report = json.loads(verified.read_text())
                 row |= {"kept_replayed_success": report["replayed_success"],
-                        "kept_labelled_success": report["labelled_success"]}
+                        "kept_labelled_success": report["labelled_success"],
+                        # with the replay filter the labels are PyBullet's: how many of them the probe also called
+                        "kept_probe_called": report.get("probe_called_replayed_success")}
             rows.append(row | {"delta": row["mixed_success"] - row["real_success"],
                                "synthetic_generated": generated["generated"], "synthetic_kept": generated["kept"],
                                "rollouts_per_s": generated.get("rollouts_per_s"),

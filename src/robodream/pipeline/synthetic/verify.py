@@ -99,15 +99,20 @@ def _recorded_env(store) -> dict | None:
 
 
 def replay_episode(replayer: SimReplayer, synth, index: int) -> dict:
-    """Replay synthetic episode `index` in PyBullet: {"episode", "labelled", "replayed" (None: unverifiable)}."""
+    """Replay synthetic episode `index` in PyBullet: {"episode", "labelled", "replayed" (None: unverifiable),
+    "probe_called"}. `labelled` is the episode's success flag, PyBullet's own when generate's replay filter set
+    it; `probe_called` is what the probe read on the imagined frames (their reward column), None without one."""
     meta = synth.episode_meta(index)
     origin = json.loads(meta["origin"])
     image_key = next(k for k in synth.features if k.startswith("observation.images."))
-    episode = synth.episode(index, [image_key, ACTION])
+    probe_reading = "reward" in synth.features
+    episode = synth.episode(index, [image_key, ACTION] + (["reward"] if probe_reading else []))
     # the last action is the hold after the end
     replayed, why = replayer.replay(origin["data"], origin["start_episode"], episode[image_key][0], image_key,
                                     episode[ACTION][:-1])
-    return {"episode": index, "labelled": bool(meta["success"]), "replayed": replayed, "why": why}
+    called = bool((episode["reward"][origin.get("context_frames", 0):] > 0).any()) if probe_reading else None
+    return {"episode": index, "labelled": bool(meta["success"]), "replayed": replayed, "why": why,
+            "probe_called": called}
 
 
 def verify_synthetic(cfg: VerifyConfig) -> dict:
@@ -133,7 +138,10 @@ def verify_synthetic(cfg: VerifyConfig) -> dict:
     report = {"store": cfg.store, "episodes": len(rows), "verified": len(checked),
               "labelled_success": len(labelled), "replayed_success": hits,
               "precision": hits / len(labelled) if labelled else None,
-              "precision_text": format_success(hits, len(labelled)), "rows": rows}
+              "precision_text": format_success(hits, len(labelled)),
+              # the probe's own reading against PyBullet, whatever set the labels: its recall on the replayed successes
+              "probe_called_replayed_success": sum(bool(r["probe_called"]) for r in checked if r["replayed"]),
+              "replayed_success_all": sum(bool(r["replayed"]) for r in checked), "rows": rows}
     out = Path(cfg.out) if cfg.out else Path(str(cfg.store).rstrip("/") + ".verify.json")
     out.write_text(json.dumps(report, indent=2))
     report["out"] = str(out)
@@ -147,5 +155,8 @@ def report_lines(report: dict) -> list[str]:
     lines += [f"not checked {why}" for why in sorted(unverifiable)]
     lines.append(f"precision   of the probe's success label: {report['precision_text']} labelled successes also "
                  "succeed in PyBullet")
+    if any(r["probe_called"] is not None for r in report["rows"]):
+        recall = format_success(report["probe_called_replayed_success"], report["replayed_success_all"])
+        lines.append(f"probe       calls {recall} of the episodes that succeed in PyBullet a success (its recall)")
     lines.append(f"report      {report['out']}")
     return lines
