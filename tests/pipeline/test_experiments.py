@@ -23,7 +23,8 @@ from robodream.pipeline.experiments.rank import correlation
 from robodream.stats import mean_std, pearson, rankdata, spearman
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-AUGMENT_STAGES = 14  # collect real + play, merge, train-wm, eval-wm, train-probe, generate, verify,
+AUGMENT_STAGES = 15  # collect real (clean labels) + real (executed actions) + play, merge, train-wm, eval-wm,
+#                     train-probe, generate, verify,
 #                     3 x (train-policy + eval)
 
 
@@ -108,13 +109,25 @@ def test_augment_writes_the_tables_and_the_plot(augment_run):
     assert json.loads((out / "results.json").read_text())["summary"][0]["n_demos"] == 3
     # every sub-step in its own directory, with its stamp
     seed_dir = out / "N3" / "seed0"
-    for stamp in ["data/collect-real-N3", "data/collect-play", "data/merge-N3", "N3/seed0/world_model/train-wm-N3-s0",
+    for stamp in ["data/collect-real-N3", "data/collect-real-N3-executed", "data/collect-play", "data/merge-N3",
+                  "N3/seed0/world_model/train-wm-N3-s0",
                   "N3/seed0/probe/train-probe-N3-s0", "N3/seed0/synthetic/generate-N3-s0",
                   "N3/seed0/policy_mixed/eval/eval-mixed-N3-s0"]:
         assert json.loads((out / f"{stamp}.stage.json").read_text())["status"] == "done"
     # the world model saw the real demos and the play data (failures kept); the policies only the real demos
     assert OmegaConf.load(seed_dir / "world_model" / "config.yaml")["data"] == str(out / "data" / "real_N3+play.zarr")
     assert EpisodeStore.open(out / "data" / "real_N3+play.zarr").num_episodes == 3 + 2
+    # ... the demos with the actions that moved the arm, not their clean DART labels: the same seeds, frame for
+    # frame, recorded once more (labels replayed in PyBullet fail; a world model learns frames they did not make)
+    clean, executed, merged = (EpisodeStore.open(out / "data" / f"{name}.zarr")
+                               for name in ("real_N3", "real_N3_executed", "real_N3+play"))
+    for i in range(3):
+        assert executed.episode_meta(i)["seed"] == clean.episode_meta(i)["seed"]
+        labelled, moved = clean.episode(i, ["observation.state", "action"]), \
+            executed.episode(i, ["observation.state", "action"])
+        assert np.array_equal(labelled["observation.state"], moved["observation.state"])
+        assert not np.allclose(labelled["action"], moved["action"])
+        assert np.array_equal(merged.episode(i, ["action"])["action"], moved["action"])
     trained_on = json.loads((seed_dir / "policy_mixed" / "checkpoints" / "step_4" / "config.json").read_text())
     assert [d["path"] for d in trained_on["training"]["data"]] == [str(out / "data" / "real_N3.zarr"),
                                                                     str(seed_dir / "synthetic" / "synthetic.zarr")]

@@ -19,7 +19,8 @@ SKIPPED = "skipped: inputs and config unchanged"
 
 # The stages' progress names, by prefix; the longest prefix a line starts with names its stage.
 STAGE_PREFIXES = {"collect push_cube": "collect-push_cube", "collect pick_place": "collect-pick_place", "viz": "viz",
-                  "collect push_cube-play": "collect-push_cube-play", "merge push_cube": "merge-push_cube+play",
+                  "collect push_cube-play": "collect-push_cube-play",
+                  "collect push_cube-executed": "collect-push_cube-executed", "merge push_cube": "merge-push_cube+play",
                   "train-wm": "train-wm", "dream + eval-wm": "eval-wm", "train-policy": "train-policy",
                   "eval step": "eval-policy", "train-probe": "train-probe", "generate": "generate",
                   "train-policy augmented": "train-policy-augmented", "eval augmented": "eval-policy-augmented",
@@ -137,6 +138,16 @@ def test_pipeline_configs_parse_and_plan(path, tmp_path):
     assert {"train-probe", "generate", "train-policy-augmented", "eval-imagined-augmented"} <= set(slugs)
     if path.name in ("standard.yaml", "full.yaml"):  # the three arms of the augmentation comparison
         assert {"train-policy-synthetic", "eval-policy-synthetic"} <= set(slugs)
+    # The demos carry clean DART labels: the world model learns (and generation starts from) the same seeds recorded
+    # with the executed actions, merged with the play data; the policies learn the clean labels.
+    stages = {stage.slug: stage for stage in plan(cfg, "robodream run")}
+    assert "collect-push_cube-executed" in stages
+    executed = str(tmp_path / "data" / "push_cube_executed.zarr")
+    wm_data = stages["merge-push_cube+play"].inputs["store 0"] if cfg.play.episodes else \
+        stages["train-wm"].inputs["store"]
+    assert wm_data == executed
+    assert stages["generate"].inputs["store"] == executed
+    assert stages["train-policy"].inputs["store"] == str(tmp_path / "data" / "push_cube.zarr")
 
 
 @pytest.mark.parametrize("path", sorted((CONFIGS / "collect").glob("*.yaml")), ids=lambda p: p.name)

@@ -1,7 +1,8 @@
 """`robodream run configs/pipeline/<name>.yaml`: the pipeline's stages in order, on one config.
 
 Stages, each built by its stage folder and added here when its section is `enabled`:
-collect (one store per listed task; data/) -> viz -> [collect play + merge with the demos, when `play.episodes`:
+collect (one store per listed task; data/) -> viz -> [collect the world model's task again with the executed
+actions, when its demos carry clean DART labels] -> [collect play + merge with the demos, when `play.episodes`:
 the world model's and the probe's data only] -> train-wm -> dream + eval-wm (world_model/) -> train-policy -> eval
 (policy/) -> train-probe (world_model/) -> generate (synthetic/) -> train-policy augmented -> eval augmented ->
 [train-policy synthetic -> eval synthetic: imagined frames only, when `synthetic_only.enabled`] ->
@@ -23,7 +24,7 @@ from pathlib import Path
 from robodream.errors import RobodreamError
 from robodream.pipeline.config import save_config
 from robodream.pipeline.data.builders import collect_stage
-from robodream.pipeline.data.collect import CollectConfig, PlayDataConfig
+from robodream.pipeline.data.collect import CollectConfig, PlayDataConfig, world_model_demos
 from robodream.pipeline.data.merge import merge_stage
 from robodream.pipeline.experiments.builders import RankStageConfig, rank_stage
 from robodream.pipeline.policy.builders import (
@@ -121,16 +122,25 @@ def _report_stage(cfg: ReportStageConfig, earlier: list[Stage], run_dir: Path, c
     return Stage("report", "report", out, {"command": command, "out": cfg.out}, run, inputs=inputs)
 
 
-def _play_stages(cfg: PipelineConfig, demo_store: str, run_dir: Path) -> tuple[list[Stage], str]:
-    """collect-play (the world model's task, failures kept) and merge it with the demos in `demo_store`; returns
-    the stages and the merged store the world model and the probe train on."""
+def _world_model_data(cfg: PipelineConfig, demo_store: str, run_dir: Path) -> tuple[list[Stage], str, str]:
+    """The world model's data: its task's demos with the executed actions (recorded a second time when the demos
+    carry clean DART labels, pipeline/data/collect.py: world_model_demos), merged with play data when
+    `play.episodes` (the world model's task, failures kept). Returns the stages, the demo store the world model
+    sees (generation starts from its episodes and actions) and the store the world model and the probe train on."""
     task = cfg.world_model.task
     demos = next(c for c in cfg.collect if c.task == task)
+    stages = []
+    executed = world_model_demos(demos, f"data/{task}_executed.zarr")
+    if executed is not None:
+        demo_store = stage_store(executed.out, run_dir)
+        stages.append(collect_stage(executed, run_dir, name=f"{task}-executed"))
+    if not cfg.play.episodes:
+        return stages, demo_store, demo_store
     play = cfg.play.collect_config(demos, f"data/{task}_play.zarr")
     merged = str(run_dir / "data" / f"{task}+play.zarr")
-    return [collect_stage(play, run_dir, name=f"{task}-play"),
-            merge_stage([demo_store, stage_store(play.out, run_dir)], merged, f"merge-{task}+play",
-                        run_dir / "data")], merged
+    return stages + [collect_stage(play, run_dir, name=f"{task}-play"),
+                     merge_stage([demo_store, stage_store(play.out, run_dir)], merged, f"merge-{task}+play",
+                                 run_dir / "data")], demo_store, merged
 
 
 def _require(flag: bool, stage: str, needs: str) -> None:
@@ -142,15 +152,16 @@ def _synthetic_stages(s: PipelineConfig, world_model: tuple[str, Path, str] | No
                       policy: PolicyStageConfig | None, stores: dict[str, tuple[str, EnvConfig]],
                       run_dir: Path) -> list[Stage]:
     """The synthetic-data, imagination and rank stages that are enabled, in order. `world_model` is (task,
-    world-model run dir, the store it trained on) when train-wm is part of the pipeline, `policy` the real-only
-    policy section when it is; `stores` maps task -> (demo store, env). The probe learns from the world model's
-    store (it reads the model's frames, play data included); generation starts from the demo store's episodes."""
+    world-model run dir, the store it trained on, its demo store) when train-wm is part of the pipeline, `policy`
+    the real-only policy section when it is; `stores` maps task -> (demo store, env). The probe learns from the
+    world model's store (it reads the model's frames, play data included); generation starts from the world
+    model's demo store (the demos' episodes with the actions that were executed)."""
     wanted = [s.probe.enabled, s.generate.enabled, s.augmented.enabled, s.synthetic_only.enabled,
               s.imagination.enabled, s.rank.enabled]
     if not any(wanted):
         return []
     _require(world_model is not None, "probe/generate/augmented/imagination/rank", "world_model (train-wm)")
-    task, wm_dir, wm_store = world_model
+    task, wm_dir, wm_store, wm_demos = world_model
     store, env = stores[task]
     for name in ("generate", "imagination", "rank"):
         if getattr(s, name).enabled:
@@ -170,7 +181,7 @@ def _synthetic_stages(s: PipelineConfig, world_model: tuple[str, Path, str] | No
     stages = [pipeline_probe_stage(s.probe, task, wm_store, probe_dir)] if s.probe.enabled else []
     if s.generate.enabled:
         acting = final_checkpoint(policy, stage_dir(policy.out, run_dir)) if s.generate.source == "policy" else None
-        stages.append(generate_section_stage(s.generate, store, wm_dir, probe_dir, acting, synth))
+        stages.append(generate_section_stage(s.generate, wm_demos, wm_dir, probe_dir, acting, synth))
     policies = [(policy, stage_dir(policy.out, run_dir), "")] if policy is not None else []
     if s.augmented.enabled:
         w = s.augmented.real_weight
@@ -206,12 +217,10 @@ def plan(cfg: PipelineConfig, command: str) -> list[Stage]:
         task = cfg.world_model.task
         if task not in stores:
             raise RobodreamError(f"world_model.task={task!r} but the pipeline collects only {sorted(stores)}")
-        wm_store = stores[task]
-        if cfg.play.episodes:
-            play_stages, wm_store = _play_stages(cfg, stores[task], run_dir)
-            stages += play_stages
+        data_stages, wm_demos, wm_store = _world_model_data(cfg, stores[task], run_dir)
+        stages += data_stages
         stages += world_model_stages(cfg.world_model, wm_store, run_dir)
-        world_model = (task, stage_dir(cfg.world_model.out, run_dir), wm_store)
+        world_model = (task, stage_dir(cfg.world_model.out, run_dir), wm_store, wm_demos)
     elif cfg.play.episodes:
         raise RobodreamError("play.episodes > 0 but world_model.enabled=false: play data is for the world model only")
     envs = {c.task: (path, c.env) for c, path in zip(cfg.collect, store_paths, strict=True)}

@@ -97,6 +97,18 @@ class PlayDataConfig:
                        expert=replace(demos.expert, noise=self.noise, decoy=self.decoy, label="executed"))
 
 
+def world_model_demos(demos: CollectConfig, out: str) -> CollectConfig | None:
+    """The collect config of the demos as a world model must see them, or None when `demos` already records them so.
+
+    DART demos (expert.label=clean) store what the expert meant, not what moved the arm; a world model trained on
+    them learns frames that do not follow from their actions, and their actions replayed in PyBullet fail (10 of
+    10 N=10 demos, docs/benchmarks.md). The same seeds recorded with label=executed give the same episodes frame
+    for frame (the label never changes what is executed), with the actions that made those frames."""
+    if demos.expert.label == "executed":
+        return None
+    return replace(demos, out=out, expert=replace(demos.expert, label="executed"))
+
+
 @dataclass
 class CollectSummary:
     store: str

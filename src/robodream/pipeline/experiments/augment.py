@@ -3,13 +3,14 @@
     robodream experiment augment configs/experiment/augment.yaml
     robodream experiment augment configs/experiment/augment.yaml demos=[10] seeds=[0] out=runs/experiments/aug10
 
-For every N in `demos` and every training seed in `seeds` (issue 6, item 3; DreamGen's recipe):
-collect N real demos (seeds 0..N-1) -> [optionally add a noisy-expert "play" store, failures kept] -> train the
+For every N in `demos` and every training seed in `seeds` (issue 6, item 3; DreamGen's recipe): collect N real
+demos (seeds 0..N-1; with clean DART labels, the same seeds once more with the executed actions: the copy for the
+world model, the probe and generation) -> [optionally add a noisy-expert "play" store, failures kept] -> train the
 world model and the probe on that data -> train a policy on the real demos only -> generate synthetic rollouts
-from the real demos' contexts (demo actions + noise, or the real-only policy with source=policy), filtered by
-the probe's success -> train the same policy on real + synthetic (`synthetic.weight` of the samples drawn from
-the synthetic store) -> train it once more on the synthetic store's imagined frames only (the V-M-C arm: it
-never sees a real frame) -> evaluate all three with the harness on the same held-out seeds. Then the results
+from the real demos' contexts (demo actions + noise, or the real-only policy with source=policy), filtered by the
+probe's success -> train the same policy on real + synthetic (`synthetic.weight` of the samples drawn from the
+synthetic store) -> train it once more on the synthetic store's imagined frames only (the V-M-C arm: it never sees
+a real frame) -> evaluate all three with the harness on the same held-out seeds. Then the results
 (augment_report.py): results.csv (one row per N and seed), summary.csv/.md (mean +- std over seeds) and
 success_vs_demos.png.
 
@@ -28,7 +29,7 @@ from robodream.config_fields import runtime
 from robodream.errors import RobodreamError
 from robodream.pipeline.config import save_config
 from robodream.pipeline.data.builders import collect_stage
-from robodream.pipeline.data.collect import CollectConfig, PlayDataConfig
+from robodream.pipeline.data.collect import CollectConfig, PlayDataConfig, world_model_demos
 from robodream.pipeline.data.merge import merge_stage
 from robodream.pipeline.policy.builders import eval_stage, train_policy_stage
 from robodream.pipeline.policy.evaluate import EvalConfig
@@ -240,13 +241,17 @@ def plan(cfg: AugmentConfig) -> list[Stage]:
     """Every sub-step of the experiment, in order (nothing runs yet)."""
     root = Path(cfg.out)
     data_dir = root / "data"
-    stages, real_stores = [], {}
+    stages, real_stores, wm_demos = [], {}, {}
     for n in cfg.demos:
         real = CollectConfig(episodes=n, workers=cfg.real.workers, out=f"data/real_N{n}.zarr", seed=0,
                              env=cfg.real.env, expert=cfg.real.expert)
-        real_stores[n] = stage_store(real.out, root)
+        real_stores[n] = wm_demos[n] = stage_store(real.out, root)
         stages.append(collect_stage(real, root, f"real-N{n}", cfg.progress))
-    wm_data = dict(real_stores)
+        executed = world_model_demos(real, f"data/real_N{n}_executed.zarr")
+        if executed is not None:  # the world model, the probe and generation's starts see the executed actions
+            wm_demos[n] = stage_store(executed.out, root)
+            stages.append(collect_stage(executed, root, f"real-N{n}-executed", cfg.progress))
+    wm_data = dict(wm_demos)
     if cfg.play.episodes:
         demos = CollectConfig(workers=cfg.real.workers, env=cfg.real.env, expert=cfg.real.expert)
         play_cfg = cfg.play.collect_config(demos, "data/play.zarr")
@@ -254,7 +259,7 @@ def plan(cfg: AugmentConfig) -> list[Stage]:
         stages.append(collect_stage(play_cfg, root, "play", cfg.progress))
         for n in cfg.demos:
             wm_data[n] = str(data_dir / f"real_N{n}+play.zarr")
-            stages.append(merge_stage([real_stores[n], play], wm_data[n], f"merge-N{n}", data_dir))
+            stages.append(merge_stage([wm_demos[n], play], wm_data[n], f"merge-N{n}", data_dir))
     for n in cfg.demos:
         for seed in cfg.seeds:
             tag, out = f"N{n}-s{seed}", root / f"N{n}" / f"seed{seed}"
@@ -263,7 +268,7 @@ def plan(cfg: AugmentConfig) -> list[Stage]:
                 stages += _world_model_stages(cfg, wm_data[n], seed, models,
                                               f"N{n}-shared" if cfg.shared_world_model else tag)
             stages += _policy_stages(cfg, "real", {"real": real_stores[n]}, seed, out, tag)
-            starts = wm_data[n] if cfg.synthetic.starts == "demos+play" else real_stores[n]
+            starts = wm_data[n] if cfg.synthetic.starts == "demos+play" else wm_demos[n]
             stages.append(_generate_stage(cfg, starts, models, seed, out, tag))
             generated = str(out / "synthetic" / "generate.json")
             if cfg.synthetic.verify:
