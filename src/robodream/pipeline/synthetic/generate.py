@@ -123,7 +123,6 @@ def generate(cfg: GenerateConfig) -> GenerateSummary | None:
     from robodream.datasets import outputs
     from robodream.datasets.reader import parse_episode_selection
     from robodream.pipeline.synthetic.distributed import GenerationDataModule, GenerationModule, ShardWriter
-    from robodream.pipeline.synthetic.rollouts import GenerationSettings
 
     out = Path(cfg.out)
     outputs.check_output(out, overwrite=cfg.overwrite, hint=OUT_HINT)  # before loading anything (datasets/outputs.py)
@@ -136,14 +135,7 @@ def generate(cfg: GenerateConfig) -> GenerateSummary | None:
     if cfg.source == "expert" and (not model.config.predict_state or ENV_STATE not in store.features):
         raise RobodreamError("source=expert acts on the imagined world's state: it needs a world model that predicts "
                              f"observation.state (world_model.predict_state) and a store with {ENV_STATE} (the goal)")
-    origin = {"world_model": str(wm_dir), "model_id": model_id(wm_dir), "probe": str(cfg.probe),
-              "source": cfg.source, "noise": cfg.noise, "policy": cfg.policy, "data": str(cfg.data),
-              "forced_past_gates": forced_past}
-    settings = GenerationSettings(source=cfg.source, horizon=cfg.horizon, noise=cfg.noise, seed=cfg.seed,
-                                  samples=cfg.filter.samples, max_spread=cfg.filter.max_spread,
-                                  success_only=cfg.filter.success_only, stop_at_success=cfg.stop_at_success,
-                                  success_frames=cfg.filter.success_frames,
-                                  replay_in_sim=cfg.filter.replay_in_sim, origin=origin)
+    settings = _settings(cfg, wm_dir, forced_past)
     episodes = parse_episode_selection(cfg.episodes, store.num_episodes)
     module = GenerationModule(model, probe, store, settings, policy)
     partial = out.with_name(f".{out.name}.partial")
@@ -178,6 +170,20 @@ def generate(cfg: GenerateConfig) -> GenerateSummary | None:
         raise RobodreamError(error)
     summary.elapsed_s = time.monotonic() - started
     return summary if trainer.is_global_zero else None
+
+
+def _settings(cfg: GenerateConfig, wm_dir: Path, forced_past: list[str]):
+    """What each batch of rollouts needs from `cfg`, with the provenance every episode records."""
+    from robodream.pipeline.synthetic.rollouts import GenerationSettings
+
+    origin = {"world_model": str(wm_dir), "model_id": model_id(wm_dir), "probe": str(cfg.probe),
+              "source": cfg.source, "noise": cfg.noise, "policy": cfg.policy, "data": str(cfg.data),
+              "forced_past_gates": forced_past}
+    return GenerationSettings(source=cfg.source, horizon=cfg.horizon, noise=cfg.noise, seed=cfg.seed,
+                              samples=cfg.filter.samples, max_spread=cfg.filter.max_spread,
+                              success_only=cfg.filter.success_only, stop_at_success=cfg.stop_at_success,
+                              success_frames=cfg.filter.success_frames, replay_in_sim=cfg.filter.replay_in_sim,
+                              origin=origin)
 
 
 def _load_models(cfg: GenerateConfig):
