@@ -48,6 +48,18 @@ def _error(argv: list[str], capsys) -> str:
     return err
 
 
+def test_the_one_session_sitting_config_plans_one_n_and_seed_labelled_by_pybullet():
+    from robodream.pipeline.cli_args import build_from_args
+    from robodream.pipeline.experiments.augment import AugmentConfig, plan
+
+    cfg = build_from_args(AugmentConfig, [str(CONFIGS / "experiment" / name)
+                                          for name in ("augment.yaml", "augment_sitting.yaml")] + ["out=/tmp/sit"])
+    assert (cfg.demos, cfg.seeds, cfg.world_model.trainer.max_steps, cfg.synthetic.rollouts) == ([10], [0], 3000, 300)
+    assert cfg.synthetic.filter.replay_in_sim and not cfg.synthetic.filter.success_only
+    slugs = [stage.slug for stage in plan(cfg)]
+    assert slugs[:2] == ["collect-real-N10", "collect-real-N10-executed"] and slugs[-1] == "eval-synthetic-N10-s0"
+
+
 @pytest.fixture(scope="module")
 def augment_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("experiments") / "augment"
