@@ -22,9 +22,11 @@ from robodream.pipeline.synthetic.verify import SimReplayer
 from robodream.stats import format_success
 
 
-def replay_store(path: str, replayer: SimReplayer) -> tuple[int, int, int]:
-    """(replayed successes, episodes replayed, recorded successes) of every episode of the store at `path`."""
+def replay_store(path: str, replayer: SimReplayer) -> tuple[int, int, int, str]:
+    """(replayed successes, episodes replayed, recorded successes, the store's expert.label) of every episode of
+    the store at `path`."""
     store = EpisodeStore.open(path)
+    label = store.attrs.get("collection", {}).get("expert", {}).get("label", "?")
     image_key = next(k for k in store.keys if k.startswith("observation.images."))
     wins = recorded = replayed = 0
     for i in range(store.num_episodes):
@@ -36,7 +38,7 @@ def replay_store(path: str, replayer: SimReplayer) -> tuple[int, int, int]:
         wins += success
         replayed += 1
         recorded += bool(store.episode_meta(i)["success"])
-    return wins, replayed, recorded
+    return wins, replayed, recorded, label
 
 
 def main() -> None:
@@ -46,8 +48,7 @@ def main() -> None:
     replayer = SimReplayer()
     try:
         for path in args.stores:
-            label = EpisodeStore.open(path).attrs.get("collection", {}).get("expert", {}).get("label", "?")
-            wins, n, recorded = replay_store(path, replayer)
+            wins, n, recorded, label = replay_store(path, replayer)
             print(f"{path}  (expert.label={label})")
             print(f"  recorded successes {recorded}/{n}; replayed open loop in PyBullet: {format_success(wins, n)}")
     finally:

@@ -133,14 +133,14 @@ def test_tiny_pipeline_runs_and_a_second_run_skips_every_stage(tmp_path, capsys)
 def test_pipeline_configs_parse_and_plan(path, tmp_path):
     """Every documented size builds its config and its stages (nothing runs), the synthetic-data ones included."""
     cfg = build_config(PipelineConfig, [f"out={tmp_path}"], [path])
-    slugs = [stage.slug for stage in plan(cfg, "robodream run")]
+    stages = {stage.slug: stage for stage in plan(cfg, "robodream run")}
+    slugs = list(stages)
     assert slugs[0].startswith("collect-") and slugs[-1] == "report"
     assert {"train-probe", "generate", "train-policy-augmented", "eval-imagined-augmented"} <= set(slugs)
     if path.name in ("standard.yaml", "full.yaml"):  # the three arms of the augmentation comparison
         assert {"train-policy-synthetic", "eval-policy-synthetic"} <= set(slugs)
     # The demos carry clean DART labels: the world model learns (and generation starts from) the same seeds recorded
     # with the executed actions, merged with the play data; the policies learn the clean labels.
-    stages = {stage.slug: stage for stage in plan(cfg, "robodream run")}
     assert "collect-push_cube-executed" in stages
     executed = str(tmp_path / "data" / "push_cube_executed.zarr")
     wm_data = stages["merge-push_cube+play"].inputs["store 0"] if cfg.play.episodes else \
