@@ -32,7 +32,7 @@ def replay_store(path: str, replayer: SimReplayer) -> tuple[int, int, int, str]:
     for i in range(store.num_episodes):
         episode = store.episode(i, [image_key, ACTION])
         # the last frame's action is the recorder's "hold" after the episode ended: not part of what was executed
-        success, why = replayer.replay(path, i, episode[image_key][0], image_key, episode[ACTION][:-1])
+        success, why, _ = replayer.replay(path, i, episode[image_key][0], image_key, episode[ACTION][:-1])
         if success is None:
             raise SystemExit(f"{path} episode {i} cannot be replayed: {why}")
         wins += success

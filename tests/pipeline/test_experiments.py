@@ -222,13 +222,15 @@ def test_augment_continues_an_interrupted_training_from_its_checkpoint(augment_r
 
 def test_augment_can_start_rollouts_from_play_data_and_let_the_expert_act_in_the_dream(tmp_path):
     """synthetic.starts=demos+play with source=expert: rollouts start from the merged store's episodes too (more
-    start states than N demos), and PyBullet can still replay them (the merged store's sources share one env)."""
+    start states than N demos), and PyBullet can still replay them (the merged store's sources share one env).
+    synthetic.expert_cube reaches generation (the dead-reckoning expert: sitting C in docs/benchmarks.md)."""
     out = tmp_path / "augment"
-    assert main(_augment_args(out, "synthetic.starts=demos+play", "synthetic.source=expert")) == 0
+    assert main(_augment_args(out, "synthetic.starts=demos+play", "synthetic.source=expert",
+                              "synthetic.expert_cube=start")) == 0
     synthetic = EpisodeStore.open(out / "N3" / "seed0" / "synthetic" / "synthetic.zarr")
     origins = [json.loads(synthetic.episode_meta(i)["origin"]) for i in range(synthetic.num_episodes)]
     assert {o["data"] for o in origins} == {str(out / "data" / "real_N3+play.zarr")}
-    assert {o["source"] for o in origins} == {"expert"}
+    assert {o["source"] for o in origins} == {"expert"} and {o["expert_cube"] for o in origins} == {"start"}
     verified = json.loads((out / "N3" / "seed0" / "synthetic" / "verify.json").read_text())
     assert verified["verified"] == verified["episodes"] == synthetic.num_episodes
 

@@ -225,6 +225,48 @@ def test_the_expert_source_acts_in_the_dream_on_the_imagined_state(models, tmp_p
         assert origin["source"] == "expert" and len(actions) == k + 5
 
 
+def test_an_expert_that_dead_reckons_the_cube_never_reads_the_probe(models, tmp_path, capsys):
+    """source=expert expert_cube=start: the expert takes the real start's recorded cube and dead-reckons it, so
+    its actions are a function of the world model's predicted end effector alone; the probe's reading of the
+    imagined cube (stored in the episode) steers nothing."""
+    from robodream.features import ACTION, ENV_STATE, STATE
+    from robodream.robots.sim.experts import ExpertConfig, make_expert
+
+    store, wm, probe = models
+    out = tmp_path / "reckoned.zarr"
+    assert main(["generate", f"wm={wm}", f"probe={probe}", f"data={store}", "source=expert", "expert_cube=start",
+                 "rollouts=2", "horizon=6", "noise=0", "batch_size=2", "stop_at_success=false", f"out={out}",
+                 "progress=false", "accelerator=cpu", "force=true"]) == 0
+    synth, real = EpisodeStore.open(out), EpisodeStore.open(store)
+    for i in range(2):
+        origin = json.loads(synth.episode_meta(i)["origin"])
+        k, episode = origin["context_frames"], synth.episode(i, [STATE, ACTION])
+        start = real.episode(origin["start_episode"], [ENV_STATE])[ENV_STATE][k - 1]
+        expert = make_expert("push_cube", ExpertConfig(dead_reckon=True))
+        expert.reset(origin["seed"])
+        expected = [expert.act({STATE: state, ENV_STATE: start}) for state in episode[STATE][k - 1 : k + 5]]
+        np.testing.assert_allclose(episode[ACTION][k - 1 : k + 5], np.stack(expected), atol=1e-6)
+        assert origin["expert_cube"] == "start"
+    assert "expert_cube must be probe or start" in _run_error(["generate", "expert_cube=oracle",
+                                                              f"out={tmp_path / 'x.zarr'}"], capsys)
+
+
+def test_with_the_replay_filter_an_episode_ends_where_pybullet_first_succeeds(models, tmp_path):
+    """stop_at_success with filter.replay_in_sim: the episode ends at PyBullet's first success, not the probe's
+    (the labels are the simulator's). A demo's own actions succeed where the demo did, so the kept episode is
+    exactly as long as the recorded demo."""
+    store, wm, probe = models
+    out = tmp_path / "ends.zarr"
+    assert main(["generate", f"wm={wm}", f"probe={probe}", f"data={store}", "rollouts=2", "horizon=60", "noise=0",
+                 "batch_size=2", "filter.replay_in_sim=true", f"out={out}", "progress=false", "accelerator=cpu",
+                 "force=true"]) == 0
+    synth, real = EpisodeStore.open(out), EpisodeStore.open(store)
+    for i in range(2):
+        origin = json.loads(synth.episode_meta(i)["origin"])
+        assert synth.episode_meta(i)["success"] is True and origin["replayed_in_sim"] is True
+        assert origin["context_frames"] + origin["imagined_frames"] == real.episode_lengths[origin["start_episode"]]
+
+
 def test_a_success_must_hold_for_success_frames_consecutive_frames():
     from robodream.errors import RobodreamError
     from robodream.pipeline.config import build_config
@@ -236,3 +278,12 @@ def test_a_success_must_hold_for_success_frames_consecutive_frames():
     np.testing.assert_array_equal(sustained(flags, 3), [[0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0]])
     with pytest.raises(RobodreamError, match="filter.success_frames must be >= 1"):
         build_config(GenerateConfig, ["filter.success_frames=0"])
+
+
+@pytest.mark.parametrize("name", ["push_cube.yaml", "expert_dead_reckoning.yaml"])
+def test_the_generate_config_examples_build(name):
+    from robodream.pipeline.config import build_config
+    from robodream.pipeline.synthetic.generate import GenerateConfig
+
+    cfg = build_config(GenerateConfig, [], [Path(__file__).parents[2] / "configs" / "generate" / name])
+    assert cfg.source in ("demo-actions", "expert") and cfg.rollouts >= 1

@@ -85,6 +85,38 @@ def test_a_decoy_expert_pushes_beside_the_cube_all_the_way_to_the_goal(make_sim_
     assert np.array_equal(offset, expert.decoy_offset) and np.abs(offset[:2]).max() > 0  # seeded, per episode
 
 
+def test_a_dead_reckoning_expert_pushes_the_cube_home_knowing_only_where_it_started(make_sim_env):
+    """ExpertConfig.dead_reckon (acting in imagination, issue 19): the expert reads the cube once and then believes
+    it slides ahead of the pusher. Fed the start's cube on every step it still succeeds in PyBullet, and what it is
+    told about the cube after the first step changes none of its actions."""
+    from robodream.features import ENV_STATE
+
+    env = make_sim_env("push_cube", image_size=16)
+    successes = 0
+    for seed in range(3):
+        expert = make_expert("push_cube", ExpertConfig(dead_reckon=True))
+        expert.reset(seed)
+        start = env.reset(seed=seed)[0][ENV_STATE].copy()
+        commanded = []
+
+        def act(obs, expert=expert, start=start, commanded=commanded):
+            commanded.append(expert.act({**obs, ENV_STATE: start}))
+            return commanded[-1]
+
+        result = record_episode(env, act, seed)
+        successes += result.success
+        misled = make_expert("push_cube", ExpertConfig(dead_reckon=True))
+        misled.reset(seed)
+        wrong = start.copy()
+        wrong[:2] += 0.1  # a reader that puts the cube 14 cm away after the first step
+        actions = [misled.act({"observation.state": s, ENV_STATE: start if t == 0 else wrong})
+                   for t, s in enumerate(result.data["observation.state"][: len(commanded)])]
+        np.testing.assert_array_equal(np.stack(actions), np.stack(commanded))
+    assert successes >= 2
+    with pytest.raises(RobodreamError, match="dead_reckon is defined for push_cube only"):
+        make_expert("pick_place", ExpertConfig(dead_reckon=True))
+
+
 def test_expert_bad_input():
     with pytest.raises(RobodreamError, match="no scripted expert for task 'stack'"):
         make_expert("stack", ExpertConfig())

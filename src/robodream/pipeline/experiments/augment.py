@@ -88,6 +88,9 @@ class SyntheticConfig:
     #: "demo-actions" (the start episode's own actions + `noise`), "policy" (the real-only policy of the same N and
     #: seed, with `noise`) or "expert" (the scripted expert acting on the imagined world as the probe reads it)
     source: str = "demo-actions"
+    #: source=expert: "probe" (the expert reads the probe's cube on every imagined frame) or "start" (it takes the
+    #: start frame's recorded cube and dead-reckons it: needs a PyBullet or otherwise annotated start; push_cube)
+    expert_cube: str = "probe"
     #: where rollouts start: "demos" (the N real demos' first frames) or "demos+play" (the play episodes' too:
     #: many more start states; with source=demo-actions their actions are the play data's misses)
     starts: str = "demos"
@@ -229,7 +232,8 @@ def _generate_stage(cfg: AugmentConfig, real: str, models: Path, seed: int, out:
     if s.source == "policy":
         inputs["policy"] = str(policy)
     gen = GenerateConfig(wm=inputs["world_model"], probe=inputs["probe"], data=real, policy=inputs.get("policy"),
-                         source=s.source, rollouts=s.rollouts, horizon=s.horizon, noise=s.noise, seed=seed,
+                         source=s.source, expert_cube=s.expert_cube,
+                         rollouts=s.rollouts, horizon=s.horizon, noise=s.noise, seed=seed,
                          batch_size=s.batch_size, stop_at_success=s.stop_at_success, filter=s.filter,
                          out=str(store), overwrite=True, accelerator=s.accelerator, devices=s.devices,
                          progress=cfg.progress, force=s.force)

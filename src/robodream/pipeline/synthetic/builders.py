@@ -28,7 +28,8 @@ class GenerateStageConfig:
 
     enabled: bool = runtime(True)
     out: str = "data/synthetic.zarr"  # relative to the pipeline's out
-    source: str = "demo-actions"  # or "policy": the real-only policy acts in imagination
+    source: str = "demo-actions"  # or "policy": the real-only policy acts in imagination; or "expert"
+    expert_cube: str = "probe"  # source=expert: "probe" reads the imagined cube; "start" dead-reckons it
     rollouts: int = 8
     horizon: int = 40
     noise: float = 0.1
@@ -47,7 +48,7 @@ def generate_section_stage(cfg: GenerateStageConfig, store: str, wm_dir: Path, p
                            synth: str) -> Stage:
     """generate from the pipeline's `generate:` section, with the run's world model, probe and (for
     source=policy) real-only policy."""
-    keys = ("source", "rollouts", "horizon", "noise", "seed", "batch_size", "stop_at_success", "filter",
+    keys = ("source", "expert_cube", "rollouts", "horizon", "noise", "seed", "batch_size", "stop_at_success", "filter",
             "accelerator", "devices", "strategy", "progress", "force")
     generate_cfg = GenerateConfig(wm=str(wm_dir / "model"), probe=str(probe_dir / "model"), data=store,
                                   policy=str(policy) if policy else None, out=synth, overwrite=True,

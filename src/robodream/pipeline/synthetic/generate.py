@@ -55,7 +55,11 @@ class GenerateConfig:
     noise: float = 0.1  # action noise, in stds of each action dimension in the real data
     seed: int = 0
     batch_size: int = 32
+    #: end each episode at its first success: the probe's, or PyBullet's with filter.replay_in_sim
     stop_at_success: bool = True
+    #: source=expert: where the expert believes the cube is: "probe" (its reading of every imagined frame) or
+    #: "start" (the real start's recorded cube, then dead reckoning: it slides ahead of the pusher; push_cube)
+    expert_cube: str = "probe"
     filter: GenerateFilterConfig = field(default_factory=GenerateFilterConfig)
     out: str = runtime("data/synth.zarr")
     overwrite: bool = runtime(False)
@@ -81,6 +85,8 @@ class GenerateConfig:
             raise RobodreamError("filter.max_spread needs filter.samples >= 2 (the spread is measured across samples)")
         if self.noise < 0:
             raise RobodreamError(f"noise must be >= 0, got {self.noise}")
+        if self.expert_cube not in ("probe", "start"):
+            raise RobodreamError(f"expert_cube must be probe or start, got {self.expert_cube!r}")
         parse_devices(self.devices)  # a bad devices string fails here, not after the models are loaded
 
 
@@ -126,9 +132,10 @@ def generate(cfg: GenerateConfig) -> GenerateSummary | None:
 
     out = Path(cfg.out)
     outputs.check_output(out, overwrite=cfg.overwrite, hint=OUT_HINT)  # before loading anything (datasets/outputs.py)
-    # The probe's success reading is judged only when it decides something: with the simulator-replay filter and
-    # neither success_only nor stop_at_success, the labels are PyBullet's and the probe only annotates the frames.
-    reads_success = cfg.filter.success_only or cfg.stop_at_success or cfg.source == "expert"
+    # The probe is judged only when its reading decides something: with the simulator-replay filter, success and
+    # the episode's end are PyBullet's, and an expert that dead-reckons the cube never reads it either.
+    reads_success = cfg.filter.success_only or (cfg.stop_at_success and not cfg.filter.replay_in_sim) or \
+        (cfg.source == "expert" and cfg.expert_cube == "probe")
     forced_past = check_gates(cfg.wm, cfg.probe if reads_success else None, cfg.force, "generate")
     wm_dir, model, store, probe = _load_models(cfg)
     policy = _load_policy(cfg, store) if cfg.source == "policy" else None
@@ -179,11 +186,13 @@ def _settings(cfg: GenerateConfig, wm_dir: Path, forced_past: list[str]):
     origin = {"world_model": str(wm_dir), "model_id": model_id(wm_dir), "probe": str(cfg.probe),
               "source": cfg.source, "noise": cfg.noise, "policy": cfg.policy, "data": str(cfg.data),
               "forced_past_gates": forced_past}
+    if cfg.source == "expert":
+        origin["expert_cube"] = cfg.expert_cube
     return GenerationSettings(source=cfg.source, horizon=cfg.horizon, noise=cfg.noise, seed=cfg.seed,
                               samples=cfg.filter.samples, max_spread=cfg.filter.max_spread,
                               success_only=cfg.filter.success_only, stop_at_success=cfg.stop_at_success,
                               success_frames=cfg.filter.success_frames, replay_in_sim=cfg.filter.replay_in_sim,
-                              origin=origin)
+                              expert_cube=cfg.expert_cube, origin=origin)
 
 
 def _load_models(cfg: GenerateConfig):

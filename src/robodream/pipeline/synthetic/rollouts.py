@@ -55,6 +55,7 @@ class GenerationSettings:
     origin: dict  # provenance common to every rollout (model id, paths)
     success_frames: int = 1  # consecutive frames the probe must call a success (probe.sustained)
     replay_in_sim: bool = False  # keep only rollouts whose actions also succeed in PyBullet (SimReplayer)
+    expert_cube: str = "probe"  # source=expert: the probe's reading of each imagined frame, or "start" (dead reckoning)
 
 
 class ImaginedExperts:
@@ -63,15 +64,17 @@ class ImaginedExperts:
     It reads the state it needs from the imagined world: the end effector from the world model's predicted
     observation.state, the cube from the probe's reading of the newest imagined frame, and the goal from the real
     episode the rollout started from (the goal does not move; a deployed robot is given it). The first action
-    uses the real context's last state, which is exact.
+    uses the real context's last state, which is exact. With `dead_reckon` the cube is never read from an
+    imagined frame: the expert takes the real context's recorded cube and believes it slides ahead of the pusher
+    (ExpertConfig.dead_reckon), so a probe that cannot place the imagined cube does not steer it.
     """
 
     def __init__(self, task: str, probe: StateSuccessProbe, image_key: str, env_state: np.ndarray,
-                 state: np.ndarray, seeds: list[int]):
-        from robodream.robots.sim.experts import make_expert
+                 state: np.ndarray, seeds: list[int], dead_reckon: bool = False):
+        from robodream.robots.sim.experts import ExpertConfig, make_expert
 
-        self.probe, self.image_key = probe, image_key
-        self.experts = [make_expert(task) for _ in seeds]
+        self.probe, self.image_key, self.dead_reckon = probe, image_key, dead_reckon
+        self.experts = [make_expert(task, ExpertConfig(dead_reckon=dead_reckon)) for _ in seeds]
         for expert, seed in zip(self.experts, seeds, strict=True):
             expert.reset(seed)
         self.goal = env_state[:, 7:10]
@@ -80,9 +83,10 @@ class ImaginedExperts:
     def act(self, obs: dict[str, np.ndarray] | None) -> np.ndarray:
         """The next (B, A) actions; `obs` is the newest batched imagined observation (None for the first call)."""
         if obs is not None:
-            cube = self.probe.predict(obs[self.image_key])["cube"]
-            rotation = np.repeat(IDENTITY_QUATERNION[None], len(cube), axis=0)
-            self.env_state = np.concatenate([cube, rotation, self.goal], axis=1)
+            if not self.dead_reckon:
+                cube = self.probe.predict(obs[self.image_key])["cube"]
+                rotation = np.repeat(IDENTITY_QUATERNION[None], len(cube), axis=0)
+                self.env_state = np.concatenate([cube, rotation, self.goal], axis=1)
             self.state = obs[STATE]
         return np.stack([expert.act({STATE: self.state[b], ENV_STATE: self.env_state[b]})
                          for b, expert in enumerate(self.experts)]).astype(np.float32)
@@ -146,7 +150,8 @@ class RolloutGenerator:
         runner = None
         if s.source == "expert":
             runner = ImaginedExperts(self.store.task, self.probe, self.image_key, self._context_env_state(episodes),
-                                     clips.states[:, k - 1], [s.seed + spec.index for spec in specs])
+                                     clips.states[:, k - 1], [s.seed + spec.index for spec in specs],
+                                     dead_reckon=s.expert_cube == "start")
         elif s.source == "policy":
             context = [{self.image_key: clips.frames[:, i]} for i in range(k)]
             if states is not None:
@@ -176,26 +181,39 @@ class RolloutGenerator:
             if s.max_spread is not None and spread[b] > s.max_spread:
                 dropped_spread += 1
                 continue
-            episode = self._episode(b, spec, clips, imagined, predicted_states, actions, labels, success, spread)
-            if s.replay_in_sim and not self._succeeds_in_sim(episode, spec):
-                dropped_sim += 1
-                continue
-            kept.append(episode)
+            steps = self._steps(success[b])
+            if s.replay_in_sim:
+                steps = self._sim_success_steps(clips, b, spec, actions[b])
+                if steps is None:
+                    dropped_sim += 1
+                    continue
+            kept.append(self._episode(b, spec, clips, imagined, predicted_states, actions, labels, success, spread,
+                                      steps, sim_success=True if s.replay_in_sim else None))
         return kept, {"generated": batch, "kept": len(kept), "dropped_not_success": dropped_success,
                       "dropped_uncertain": dropped_spread, "dropped_sim_failure": dropped_sim,
                       "successes": int(success.any(axis=1).sum())}
 
-    def _succeeds_in_sim(self, episode: dict, spec: RolloutSpec) -> bool:
-        """Replay the episode's actions in PyBullet from its real start; marks the episode as checked so."""
-        data = episode["data"]
-        replayed, why = self.replayer.replay(self.settings.origin["data"], spec.start_episode, data[self.image_key][0],
-                                             self.image_key, data[ACTION][:-1])  # the last action is the hold
-        if replayed is None:
+    def _steps(self, success: np.ndarray) -> int:
+        """Imagined frames an episode keeps: up to the probe's first success with stop_at_success, else all."""
+        if self.settings.stop_at_success and success.any():
+            return int(np.argmax(success)) + 1
+        return self.settings.horizon
+
+    def _sim_success_steps(self, clips, b: int, spec: RolloutSpec, actions: np.ndarray) -> int | None:
+        """Replay rollout `b` in PyBullet from its real start (the real context's actions, then the imagined
+        ones): None when it fails there, else the imagined frames to keep (up to PyBullet's first success with
+        stop_at_success: the labels are PyBullet's, the probe only annotates)."""
+        context = clips.actions[b, : self.k - 1]
+        replayed = self.replayer.replay(self.settings.origin["data"], spec.start_episode, clips.frames[b, 0],
+                                        self.image_key, np.concatenate([context, actions]))
+        if replayed.success is None:
             raise RobodreamError(f"filter.replay_in_sim: cannot replay rollouts from {self.settings.origin['data']} "
-                                 f"in PyBullet: {why}")
-        episode["success"] = replayed
-        episode["origin"] = json.dumps({**json.loads(episode["origin"]), "replayed_in_sim": replayed}, sort_keys=True)
-        return replayed
+                                 f"in PyBullet: {replayed.why}")
+        if not replayed.success:
+            return None
+        if not self.settings.stop_at_success:
+            return self.settings.horizon
+        return max(1, replayed.steps - len(context))  # a success within the real context keeps one imagined frame
 
     def _context_env_state(self, episodes: list[int]) -> np.ndarray:
         """(B, 10) recorded environment_state (cube, rotation, goal) at each rollout's last real context frame."""
@@ -220,12 +238,12 @@ class RolloutGenerator:
                                  axis=1).astype(np.float32) / 255.0  # (B, M, H, h, w, 3)
         return samples.std(axis=1).mean(axis=(1, 2, 3, 4))
 
-    def _episode(self, b, spec, clips, imagined, predicted_states, actions, labels, success, spread) -> dict:
+    def _episode(self, b, spec, clips, imagined, predicted_states, actions, labels, success, spread, steps,
+                 sim_success: bool | None = None) -> dict:
+        """Rollout `b` as an episode to store: the K real context frames and its first `steps` imagined ones; its
+        success is PyBullet's replay when `sim_success` is given (filter.replay_in_sim), else the probe's."""
         s, k = self.settings, self.k
-        last = s.horizon - 1
-        if s.stop_at_success and success[b].any():
-            last = int(np.argmax(success[b]))
-        steps = last + 1
+        last = steps - 1
         real = self.store.episode(spec.start_episode, [ENV_STATE, "reward"]) if ENV_STATE in self.store.features \
             else {}
         hold = np.zeros_like(actions[b, last])
@@ -248,5 +266,8 @@ class RolloutGenerator:
             data["reward"] = np.concatenate([real_reward, success[b, :steps].astype(np.float32)]).astype(np.float32)
         origin = {**s.origin, "seed": s.seed + spec.index, "rollout": spec.index, "start_episode": spec.start_episode,
                   "context_frames": k, "imagined_frames": steps, "spread": round(float(spread[b]), 5)}
-        return {"data": data, "success": bool(success[b, :steps].any()), "seed": s.seed + spec.index,
+        labelled = bool(success[b, :steps].any())
+        if sim_success is not None:
+            origin["replayed_in_sim"], labelled = sim_success, sim_success
+        return {"data": data, "success": labelled, "seed": s.seed + spec.index,
                 "origin": json.dumps(origin, sort_keys=True)}

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -33,6 +34,14 @@ class VerifyConfig:
     episodes: str = "all"  # which synthetic episodes to replay (e.g. 0-49)
     out: str | None = runtime(None)  # default: <store>.verify.json beside the store
     progress: bool = runtime(True)
+
+
+class Replay(NamedTuple):
+    """What replaying an action sequence in PyBullet gave (SimReplayer.replay)."""
+
+    success: bool | None  # None: the episode cannot be reproduced in PyBullet (see `why`)
+    why: str | None = None
+    steps: int = 0  # actions executed before the env ended the episode (at its first success, or its step limit)
 
 
 class SimReplayer:
@@ -58,22 +67,24 @@ class SimReplayer:
         return self._stores[path]
 
     def replay(self, real_store: str, start_episode: int, first_frame: np.ndarray, image_key: str,
-               actions: np.ndarray) -> tuple[bool | None, str | None]:
-        """(succeeded in PyBullet, None), or (None, why) when the episode cannot be reproduced. `first_frame` must
-        equal PyBullet's first frame pixel for pixel (same env, same seed); `actions` are executed in order."""
+               actions: np.ndarray) -> Replay:
+        """Whether `actions`, executed in order in PyBullet from the episode's start, succeed (`success` None, with
+        `why`, when the episode cannot be reproduced). `first_frame` must equal PyBullet's first frame pixel for
+        pixel (same env, same seed). `steps` counts the actions executed: the env stops at the first success."""
         env, real = self._env_and_store(real_store)
         if env is None:
-            return None, "the real store was not recorded in PyBullet (no collection.env)"
+            return Replay(None, "the real store was not recorded in PyBullet (no collection.env)")
         obs, _ = env.reset(seed=int(real.meta("episode_seed")[start_episode]))
         if not np.array_equal(obs[image_key], first_frame):
-            return None, "PyBullet's first frame differs from the episode's (another env config or renderer)"
-        success = False
+            return Replay(None, "PyBullet's first frame differs from the episode's (another env config or renderer)")
+        success, steps = False, 0
         for action in actions:
             obs, _, terminated, truncated, info = env.step(action)
+            steps += 1
             success |= bool(info.get("success", False))
             if terminated or truncated:
                 break
-        return success, None
+        return Replay(success, None, steps)
 
     def close(self) -> None:
         for env, _ in self._stores.values():
@@ -108,7 +119,7 @@ def replay_episode(replayer: SimReplayer, synth, index: int) -> dict:
     probe_reading = "reward" in synth.features
     episode = synth.episode(index, [image_key, ACTION] + (["reward"] if probe_reading else []))
     # the last action is the hold after the end
-    replayed, why = replayer.replay(origin["data"], origin["start_episode"], episode[image_key][0], image_key,
+    replayed, why, _ = replayer.replay(origin["data"], origin["start_episode"], episode[image_key][0], image_key,
                                     episode[ACTION][:-1])
     called = bool((episode["reward"][origin.get("context_frames", 0):] > 0).any()) if probe_reading else None
     return {"episode": index, "labelled": bool(meta["success"]), "replayed": replayed, "why": why,

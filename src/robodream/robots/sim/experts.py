@@ -40,6 +40,10 @@ class ExpertConfig:
     #: for world models: the arm makes the task's motions beside the cube, near misses and clean misses, so a
     #: model learns that the cube moves only when touched (demos alone teach "arm at the goal => cube there").
     decoy: float = 0.0
+    #: push_cube only: read the cube once, at the first step, and from then on believe it slides ahead of the
+    #: pusher (the decoy's phantom, without the offset). The expert then needs the cube's start position only: it
+    #: can act in a world model's imagination, where no reader tracks the imagined cube well enough (issue 19).
+    dead_reckon: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.noise <= 0.05:
@@ -104,7 +108,8 @@ class PushExpert(Expert):
 
     def __init__(self, cfg: ExpertConfig | None = None):
         super().__init__(cfg)
-        self.phantom: np.ndarray | None = None  # with a decoy: the cube the expert believes it pushes
+        self.phantom: np.ndarray | None = None  # with a decoy or dead reckoning: the cube the expert believes it pushes
+        self.tracks_phantom = self.cfg.decoy > 0 or self.cfg.dead_reckon
 
     def reset(self, seed: int | None = None) -> None:
         super().reset(seed)
@@ -112,8 +117,9 @@ class PushExpert(Expert):
 
     def _perceived_cube(self, cube: np.ndarray) -> np.ndarray:
         # With a decoy the expert pushes a phantom cube (placed at the decoy offset) that slides ahead of the
-        # pusher as a real one would, so the arm makes the whole push, to the goal, beside the real cube.
-        if self.cfg.decoy == 0:
+        # pusher as a real one would, so the arm makes the whole push, to the goal, beside the real cube. Dead
+        # reckoning is the same phantom without the offset: the real cube, read once, pushed by belief.
+        if not self.tracks_phantom:
             return cube
         if self.phantom is None:
             self.phantom = cube + self.decoy_offset
@@ -121,7 +127,7 @@ class PushExpert(Expert):
 
     def _plan(self, ee, opening, cube, goal):
         target, gripper = self._push_plan(ee, cube, goal)
-        if self.cfg.decoy > 0 and target[2] == self.push_z and float(np.linalg.norm(ee[:2] - cube[:2])) < 0.08:
+        if self.tracks_phantom and target[2] == self.push_z and float(np.linalg.norm(ee[:2] - cube[:2])) < 0.08:
             to_goal = goal[:2] - cube[:2]
             if float(np.linalg.norm(to_goal)) >= 0.01 and float((ee[:2] - cube[:2]) @ to_goal) < 0:
                 # the pusher is low and behind the phantom: the phantom moves with it, a cube-width ahead
@@ -234,6 +240,8 @@ def make_expert(task: str, cfg: ExpertConfig | None = None) -> Expert:
     """The scripted expert for ``task`` (one of push_cube, pick_place)."""
     if task not in EXPERTS:
         raise RobodreamError(f"no scripted expert for task '{task}': choose one of {', '.join(EXPERTS)}")
+    if cfg is not None and cfg.dead_reckon and task != "push_cube":
+        raise RobodreamError(f"expert.dead_reckon is defined for push_cube only, not {task}")
     expert = EXPERTS[task](cfg)
     expert.reset(None)
     return expert
