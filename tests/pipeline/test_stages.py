@@ -67,6 +67,24 @@ def test_unchanged_stages_are_skipped_and_a_change_reruns_downstream_only(tmp_pa
     assert calls == ["b", "c"]
 
 
+def test_a_stage_another_process_finished_meanwhile_is_skipped(tmp_path):
+    """Independent stages of one plan may run side by side (another process runs the second while this one runs
+    the first): a stage's stamp is read when its turn comes, not when the run started, so it is not done twice."""
+    from dataclasses import replace
+
+    configs = {"a": {"size": 1}, "b": {"size": 2}, "c": {"size": 3}}
+    calls: list[str] = []
+    first = _chain(tmp_path / "one", configs, calls)[0]
+    second = replace(_chain(tmp_path / "two", configs, calls)[0], slug="a-two")
+
+    def first_while_the_second_runs_elsewhere(previous: Previous) -> StageResult:
+        run_stages([second], lambda line: None)
+        return first.run(previous)
+
+    outcomes = run_stages([replace(first, run=first_while_the_second_runs_elsewhere), second], lambda line: None)
+    assert calls == ["a", "a"] and [o.skipped for o in outcomes] == [False, True]
+
+
 def test_an_upstream_rerun_with_identical_output_does_not_rerun_downstream(tmp_path):
     configs = {"a": {"size": 1}, "b": {"size": 2}, "c": {"size": 3}}
     calls: list[str] = []

@@ -220,10 +220,13 @@ def run_stages(stages: Sequence[Stage], print_fn: Callable[[str], None] = print)
     started = time.monotonic()
     previous = [read_stamp(s.stamp_path) for s in stages]
     outcomes = []
-    for k, (stage, stamp) in enumerate(zip(stages, previous, strict=True)):
+    for k, stage in enumerate(stages):
         estimates = [p.get("elapsed_s") if p else None for p in previous[k:]]
         eta = f", ETA {_clock(sum(estimates))}" if all(e is not None for e in estimates) else ""
         print_fn(f"[{k + 1}/{len(stages)}] {stage.name} (elapsed {_clock(time.monotonic() - started)}{eta})")
+        # Read again now, not at the start: a stage another process finished meanwhile (an experiment's
+        # independent stages run side by side, docs/benchmarks.md) is skipped, not redone.
+        stamp = read_stamp(stage.stamp_path)
         fingerprints = {label: fingerprint(path) for label, path in stage.inputs.items()}
         digest = input_hash(stage, fingerprints)
         if stamp and stamp.get("input_hash") == digest and stamp.get("status") == "done" and _outputs_intact(stamp):
