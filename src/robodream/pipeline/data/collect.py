@@ -140,7 +140,8 @@ class CollectSummary:
         return lines
 
 
-def _store_features(env_features: dict) -> dict:
+def store_features(env_features: dict) -> dict:
+    """The features a recorder stores for a PyBullet env: its own, plus the per-frame reward (success)."""
     features = dict(env_features)
     features["reward"] = {"dtype": "float32", "shape": [], "names": None}
     return features
@@ -169,7 +170,7 @@ def _open_writer(cfg: CollectConfig) -> EpisodeWriter:
     probe = make_env(cfg.env)  # only to read features, fps and camera of the task
     try:
         writer, _ = open_recording(
-            cfg.out, _store_features(probe.features), resume=cfg.resume, check=same_config,
+            cfg.out, store_features(probe.features), resume=cfg.resume, check=same_config,
             recorder=f"task {cfg.env.task}", fix="use the same env config or another out=", fps=probe.fps,
             robot_type=probe.robot_type, task=cfg.env.task, cameras=probe.cameras,
             extra_attrs={"collection": provenance}, overwrite=cfg.overwrite)

@@ -51,7 +51,8 @@ class SimReplayer:
     def __init__(self):
         self._stores: dict[str, tuple] = {}
 
-    def _env_and_store(self, path: str):
+    def env_and_store(self, path: str):
+        """(the PyBullet env a real store was recorded with, or None; the store), made once per store."""
         if path not in self._stores:
             from omegaconf import OmegaConf
 
@@ -71,7 +72,7 @@ class SimReplayer:
         """Whether `actions`, executed in order in PyBullet from the episode's start, succeed (`success` None, with
         `why`, when the episode cannot be reproduced). `first_frame` must equal PyBullet's first frame pixel for
         pixel (same env, same seed). `steps` counts the actions executed: the env stops at the first success."""
-        env, real = self._env_and_store(real_store)
+        env, real = self.env_and_store(real_store)
         if env is None:
             return Replay(None, "the real store was not recorded in PyBullet (no collection.env)")
         obs, _ = env.reset(seed=int(real.meta("episode_seed")[start_episode]))
