@@ -181,12 +181,10 @@ class RolloutGenerator:
             if s.max_spread is not None and spread[b] > s.max_spread:
                 dropped_spread += 1
                 continue
-            steps = self._steps(success[b])
-            if s.replay_in_sim:
-                steps = self._sim_success_steps(clips, b, spec, actions[b])
-                if steps is None:
-                    dropped_sim += 1
-                    continue
+            steps = self._sim_success_steps(clips, b, spec, actions[b]) if s.replay_in_sim else self._steps(success[b])
+            if steps is None:  # PyBullet's replay failed
+                dropped_sim += 1
+                continue
             kept.append(self._episode(b, spec, clips, imagined, predicted_states, actions, labels, success, spread,
                                       steps, sim_success=True if s.replay_in_sim else None))
         return kept, {"generated": batch, "kept": len(kept), "dropped_not_success": dropped_success,
