@@ -97,6 +97,31 @@ def test_mean_and_sample_std_over_seeds():
 
 # -- augment ------------------------------------------------------------------------------------------------------
 
+def test_the_uplift_is_paired_per_held_out_seed_with_a_bootstrap_interval():
+    from robodream.pipeline.experiments.augment_report import paired_differences, summary_rows
+
+    def info(successes: dict[int, bool]) -> dict:
+        return {"per_episode": [{"seed": seed, "success": won} for seed, won in successes.items()]}
+
+    # listed in another order, and one seed only the real arm met: pairs are matched by seed, unmatched left out
+    real = info({1002: False, 1000: True, 1001: False, 1003: True})
+    mixed = info({1000: True, 1001: True, 1002: False})
+    assert paired_differences(real, mixed) == [0, 1, 0]
+
+    def row(seed: int, differences: list[int]) -> dict:
+        return {"n_demos": 10, "seed": seed, "real_success": 20.0, "mixed_success": 20.0 + 100 * sum(differences)
+                / len(differences), "synthetic_success": 0.0, "real_wins": 10, "mixed_wins": 10, "synthetic_wins": 0,
+                "delta": 100 * sum(differences) / len(differences), "eval_episodes": len(differences),
+                "synthetic_kept": 100, "paired_delta": differences}
+
+    gains = summary_rows([row(0, [1] * 10 + [0] * 40), row(1, [1] * 8 + [-1] * 2 + [0] * 40)])[0]
+    low, high = (float(v) for v in gains["delta_ci95"].split(".."))
+    assert 0 < low < gains["delta_mean"] < high  # 18 wins, 2 losses in 100 pairs: clearly above zero
+    even = summary_rows([row(0, [1] * 5 + [-1] * 5 + [0] * 40)])[0]
+    low, high = (float(v) for v in even["delta_ci95"].split(".."))
+    assert low < 0 < high and even["delta_mean"] == 0
+
+
 def test_augment_writes_the_tables_and_the_plot(augment_run):
     out = augment_run
     columns, rows = _read_csv(out / "results.csv")
@@ -112,6 +137,7 @@ def test_augment_writes_the_tables_and_the_plot(augment_run):
     markdown = (out / "summary.md").read_text()
     assert "| real demos N | seeds | real only | real + synthetic | synthetic only |" in markdown
     assert "± 0.0" in markdown and summary[0]["synthetic_ci95"].count("-") == 1  # a Wilson interval per arm
+    assert summary[0]["delta_ci95"].count("..") == 1 and "bootstrap over the paired held-out episodes" in markdown
     # the kept rollouts were replayed in PyBullet: the precision of their success labels, per run and per N
     verified = json.loads((out / "N3" / "seed0" / "synthetic" / "verify.json").read_text())
     assert verified["episodes"] == 4 and int(row["kept_labelled_success"]) == verified["labelled_success"]

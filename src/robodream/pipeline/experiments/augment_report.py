@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from robodream.pipeline.experiments.tables import markdown_table, pyplot, write_csv
-from robodream.stats import format_success, mean_std, wilson_interval
+from robodream.stats import bootstrap_interval, format_success, mean_std, wilson_interval
 
 ARMS = {"real": "real only", "mixed": "real + synthetic", "synthetic": "synthetic only"}
 RUN_COLUMNS = ("n_demos", "seed", "real_success", "mixed_success", "synthetic_success", "delta",
@@ -19,8 +19,8 @@ RUN_COLUMNS = ("n_demos", "seed", "real_success", "mixed_success", "synthetic_su
                "kept_replayed_success", "kept_labelled_success", "kept_probe_called", "rollouts_per_s",
                "eval_episodes", "eval_seed")
 SUMMARY_COLUMNS = ("n_demos", "seeds", "real_mean", "real_std", "mixed_mean", "mixed_std", "synthetic_mean",
-                   "synthetic_std", "delta_mean", "delta_std", "real_ci95", "mixed_ci95", "synthetic_ci95",
-                   "synthetic_kept_mean", "label_precision")
+                   "synthetic_std", "delta_mean", "delta_std", "delta_ci95", "real_ci95", "mixed_ci95",
+                   "synthetic_ci95", "synthetic_kept_mean", "label_precision")
 
 
 def _success(path: Path) -> tuple[float, int, dict[str, Any]]:
@@ -30,6 +30,17 @@ def _success(path: Path) -> tuple[float, int, dict[str, Any]]:
     return float(info["aggregated"]["pc_success"]), wins, info
 
 
+def _outcomes(info: dict[str, Any]) -> dict[int, int]:
+    """Held-out seed -> 1 (success) or 0, of one evaluation."""
+    return {int(e["seed"]): int(bool(e.get("success"))) for e in info["per_episode"]}
+
+
+def paired_differences(real: dict[str, Any], mixed: dict[str, Any]) -> list[int]:
+    """Per held-out seed both policies met: mixed - real (-1, 0 or +1), in seed order."""
+    a, b = _outcomes(real), _outcomes(mixed)
+    return [b[seed] - a[seed] for seed in sorted(a.keys() & b.keys())]
+
+
 def run_rows(cfg, root: Path) -> list[dict[str, Any]]:
     """One row per N and training seed: success (%) of the three policies on the held-out seeds, synthetic counts."""
     rows = []
@@ -37,9 +48,13 @@ def run_rows(cfg, root: Path) -> list[dict[str, Any]]:
         for seed in cfg.seeds:
             out = root / f"N{n}" / f"seed{seed}"
             row: dict[str, Any] = {"n_demos": n, "seed": seed}
+            infos = {}
             for arm in ARMS:
-                row[f"{arm}_success"], row[f"{arm}_wins"], info = _success(
+                row[f"{arm}_success"], row[f"{arm}_wins"], infos[arm] = _success(
                     out / f"policy_{arm}" / "eval" / "eval_info.json")
+            info = infos["real"]
+            # both arms meet the same held-out seeds: the uplift is paired per seed (results.json keeps the pairs)
+            row["paired_delta"] = paired_differences(infos["real"], infos["mixed"])
             generated = json.loads((out / "synthetic" / "generate.json").read_text())
             verified = out / "synthetic" / "verify.json"  # absent when synthetic.verify is off
             if verified.is_file():
@@ -65,6 +80,11 @@ def summary_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for key in (*ARMS, "delta"):
             values = [r["delta"] if key == "delta" else r[f"{key}_success"] for r in group]
             entry[f"{key}_mean"], entry[f"{key}_std"] = (round(v, 2) for v in mean_std(values))
+        # The held-out episodes' noise in the uplift: paired differences pooled over the seeds, resampled. The
+        # training seeds' own spread is delta_std; with 3 seeds the two together say what the mean can claim.
+        pairs = [d for r in group for d in r.get("paired_delta", [])]
+        bounds = bootstrap_interval(lambda d: 100 * float(d.mean()), pairs)
+        entry["delta_ci95"] = f"{bounds[0]:+.0f}..{bounds[1]:+.0f}" if bounds else "-"
         episodes = sum(r["eval_episodes"] for r in group)
         for arm in ARMS:
             low, high = wilson_interval(sum(r[f"{arm}_wins"] for r in group), episodes)
@@ -80,7 +100,8 @@ def summary_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _markdown(summary: list[dict[str, Any]], rows: list[dict[str, Any]]) -> str:
     cells = [{"n": s["n_demos"], "seeds": s["seeds"],
               **{arm: f"{s[f'{arm}_mean']:.1f} ± {s[f'{arm}_std']:.1f} ({s[f'{arm}_ci95']})" for arm in ARMS},
-              "delta": f"{s['delta_mean']:+.1f} ± {s['delta_std']:.1f}", "kept": f"{s['synthetic_kept_mean']:.1f}",
+              "delta": f"{s['delta_mean']:+.1f} ± {s['delta_std']:.1f} ({s['delta_ci95']})",
+              "kept": f"{s['synthetic_kept_mean']:.1f}",
               "precision": s["label_precision"]}
              for s in summary]
     episodes = {r["eval_episodes"] for r in rows}
@@ -88,7 +109,8 @@ def _markdown(summary: list[dict[str, Any]], rows: list[dict[str, Any]]) -> str:
     return ("Success (%) in PyBullet on held-out seeds, mean ± std over training seeds, with the 95% Wilson interval "
             f"of all episodes pooled over seeds ({', '.join(map(str, sorted(episodes)))} episodes per policy from "
             f"seed {', '.join(map(str, sorted(seeds)))}). Synthetic only: the policy trained on imagined frames "
-            "alone.\n\n"
+            "alone. The uplift's interval is a 95% bootstrap over the paired held-out episodes of all seeds: the "
+            "evaluation's noise, not the training seeds' spread (that is its ± std).\n\n"
             + markdown_table(cells, ["n", "seeds", *ARMS, "delta", "kept", "precision"],
                              ["real demos N", "seeds", *ARMS.values(), "real + synthetic - real only (points)",
                               "synthetic kept (mean)", "kept successes that succeed in PyBullet"]))
