@@ -246,6 +246,18 @@ def test_augment_continues_an_interrupted_training_from_its_checkpoint(augment_r
     assert all(json.loads(path.read_text())["status"] == "done" for path in stamps)
 
 
+def test_augment_only_runs_the_matching_sub_steps_and_leaves_the_tables_to_a_full_run(tmp_path, capsys):
+    """only=[patterns]: what lets independent seeds run side by side in separate processes (docs/benchmarks.md)."""
+    out = tmp_path / "augment"
+    assert main(_augment_args(out, "only=['collect-real-*']")) == 0
+    printed = capsys.readouterr().out
+    assert "ran 2 sub-steps matching only=['collect-real-*']" in printed
+    stamps = sorted(p.name for p in out.rglob("*.stage.json"))
+    assert stamps == ["collect-real-N3-executed.stage.json", "collect-real-N3.stage.json"]
+    assert not (out / "results.csv").exists()
+    assert "matches no sub-step" in _error(_augment_args(out, "only=[nothing-*]"), capsys)
+
+
 def test_augment_can_start_rollouts_from_play_data_and_let_the_expert_act_in_the_dream(tmp_path):
     """synthetic.starts=demos+play with source=expert: rollouts start from the merged store's episodes too (more
     start states than N demos), and PyBullet can still replay them (the merged store's sources share one env).

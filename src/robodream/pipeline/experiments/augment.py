@@ -21,6 +21,7 @@ adding an N or a seed runs only what is new.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -149,6 +150,10 @@ class AugmentConfig:
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     policy: PolicySection = field(default_factory=PolicySection)
     eval: ExperimentEvalConfig = field(default_factory=ExperimentEvalConfig)
+    #: run only the sub-steps whose names match one of these patterns (shell-style, e.g. ["*-N25-s1"]), to run
+    #: independent seeds side by side in separate processes once their shared steps are done; the tables are
+    #: written by a run without `only` (it skips every finished sub-step). [] runs everything
+    only: list[str] = runtime(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.demos or any(n < 2 for n in self.demos) or len(set(self.demos)) != len(self.demos):
@@ -289,6 +294,21 @@ def run_augment(cfg: AugmentConfig) -> dict[str, Path]:
     from robodream.pipeline.experiments.augment_report import write_augment_results
 
     root = Path(cfg.out)
+    stages = chosen_stages(plan(cfg), cfg.only)
     save_config(cfg, root / "config.yaml")
-    run_stages(plan(cfg), lambda line: print(line, flush=True))
+    run_stages(stages, lambda line: print(line, flush=True))
+    if cfg.only:
+        print(f"ran {len(stages)} sub-steps matching only={cfg.only}; run again without only= to write the tables")
+        return {}
     return write_augment_results(cfg, root)
+
+
+def chosen_stages(stages: list[Stage], patterns: list[str]) -> list[Stage]:
+    """The stages whose slug matches one of `patterns` (all of them when there are none), in plan order."""
+    if not patterns:
+        return stages
+    chosen = [s for s in stages if any(fnmatch.fnmatchcase(s.slug, p) for p in patterns)]
+    if not chosen:
+        raise RobodreamError(f"only={patterns} matches no sub-step of this experiment; its sub-steps are: "
+                             f"{', '.join(s.slug for s in stages)}")
+    return chosen
