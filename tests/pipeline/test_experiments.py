@@ -273,13 +273,30 @@ def test_augment_can_start_rollouts_from_play_data_and_let_the_expert_act_in_the
     assert verified["verified"] == verified["episodes"] == synthetic.num_episodes
 
 
+def test_augment_tables_join_the_rows_of_earlier_sittings(augment_run, tmp_path):
+    """earlier_results=[results.json of another N]: an experiment run one N per session ends in one table."""
+    earlier = json.loads((augment_run / "results.json").read_text())
+    for row in earlier["runs"]:
+        row["n_demos"] = 7
+    path = tmp_path / "earlier.json"
+    path.write_text(json.dumps(earlier))
+    assert main(_augment_args(augment_run, f"earlier_results=[{path}]")) == 0
+    _, summary = _read_csv(augment_run / "summary.csv")
+    assert [row["n_demos"] for row in summary] == ["3", "7"]
+    runs = json.loads((augment_run / "results.json").read_text())["runs"]
+    assert [(r["n_demos"], r.get("from_results")) for r in runs] == [(3, None), (7, str(path))]
+    assert main(_augment_args(augment_run)) == 0  # leave the fixture's tables as they were
+
+
 def test_augment_bad_input_is_one_clear_error_line(tmp_path, capsys):
     assert "demos=[]" in _error(_augment_args(tmp_path / "a", "demos=[]"), capsys)
     assert "overlap the real demos seeds" in _error(_augment_args(tmp_path / "b", "eval.seed=5"), capsys)
     assert "synthetic.weight" in _error(_augment_args(tmp_path / "c", "synthetic.weight=1.0"), capsys)
     assert "needs play data" in _error(_augment_args(tmp_path / "d", "synthetic.starts=demos+play",
                                                      "play.episodes=0"), capsys)
-    assert not (tmp_path / "a").exists()
+    assert "is not a results.json" in _error(_augment_args(tmp_path / "e", f"earlier_results=[{tmp_path / 'no.json'}]"),
+                                             capsys)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "e").exists()
 
 
 # -- rank ---------------------------------------------------------------------------------------------------------

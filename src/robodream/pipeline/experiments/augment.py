@@ -154,6 +154,9 @@ class AugmentConfig:
     #: independent seeds side by side in separate processes once their shared steps are done; the tables are
     #: written by a run without `only` (it skips every finished sub-step). [] runs everything
     only: list[str] = runtime(default_factory=list)
+    #: results.json files of earlier sittings (e.g. another N, docs/results/): their rows join this run's tables
+    #: and plot, so an experiment run one N per session still ends in one table; this run's rows win on a clash
+    earlier_results: list[str] = runtime(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.demos or any(n < 2 for n in self.demos) or len(set(self.demos)) != len(self.demos):
@@ -291,8 +294,9 @@ def plan(cfg: AugmentConfig) -> list[Stage]:
 
 def run_augment(cfg: AugmentConfig) -> dict[str, Path]:
     """Run every sub-step whose inputs changed, then write the tables and the plot; returns the result files."""
-    from robodream.pipeline.experiments.augment_report import write_augment_results
+    from robodream.pipeline.experiments.augment_report import with_earlier_results, write_augment_results
 
+    with_earlier_results([], cfg.earlier_results)  # a bad file fails now, not after hours of sub-steps
     root = Path(cfg.out)
     stages = chosen_stages(plan(cfg), cfg.only)
     save_config(cfg, root / "config.yaml")

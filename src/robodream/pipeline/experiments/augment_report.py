@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from robodream.errors import RobodreamError
 from robodream.pipeline.experiments.tables import markdown_table, pyplot, write_csv
 from robodream.stats import bootstrap_interval, format_success, mean_std, wilson_interval
 
@@ -68,6 +69,21 @@ def run_rows(cfg, root: Path) -> list[dict[str, Any]]:
                                "rollouts_per_s": generated.get("rollouts_per_s"),
                                "eval_episodes": len(info["per_episode"]), "eval_seed": info["info"]["seeds"][0]})
     return rows
+
+
+def with_earlier_results(rows: list[dict[str, Any]], files: list[str]) -> list[dict[str, Any]]:
+    """`rows` plus the rows of earlier sittings' results.json `files` for the (N, seed) pairs `rows` lacks, sorted
+    by N and seed. A missing or unreadable file is one clear error."""
+    merged = {(r["n_demos"], r["seed"]): r for r in rows}
+    for name in files:
+        try:
+            earlier = json.loads(Path(name).read_text())["runs"]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise RobodreamError(f"earlier_results: {name} is not a results.json of experiment augment ({err})") \
+                from err
+        for row in earlier:
+            merged.setdefault((row["n_demos"], row["seed"]), {**row, "from_results": name})
+    return [merged[key] for key in sorted(merged)]
 
 
 def summary_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -141,7 +157,7 @@ def plot_success_vs_demos(summary: list[dict[str, Any]], path: Path) -> Path:
 
 def write_augment_results(cfg, root: Path) -> dict[str, Path]:
     """results.csv, summary.csv, summary.md, results.json and success_vs_demos.png under `root`."""
-    rows = run_rows(cfg, root)
+    rows = with_earlier_results(run_rows(cfg, root), cfg.earlier_results)
     summary = summary_rows(rows)
     files = {"results": write_csv(rows, root / "results.csv", RUN_COLUMNS),
              "summary": write_csv(summary, root / "summary.csv", SUMMARY_COLUMNS)}
