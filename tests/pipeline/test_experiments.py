@@ -252,6 +252,7 @@ def test_augment_only_runs_the_matching_sub_steps_and_leaves_the_tables_to_a_ful
     assert main(_augment_args(out, "only=['collect-real-*']")) == 0
     printed = capsys.readouterr().out
     assert "ran 2 sub-steps matching only=['collect-real-*']" in printed
+    assert "no policy evaluation has finished yet: no tables" in printed
     stamps = sorted(p.name for p in out.rglob("*.stage.json"))
     assert stamps == ["collect-real-N3-executed.stage.json", "collect-real-N3.stage.json"]
     assert not (out / "results.csv").exists()
@@ -271,6 +272,28 @@ def test_augment_can_start_rollouts_from_play_data_and_let_the_expert_act_in_the
     assert {o["source"] for o in origins} == {"expert"} and {o["expert_cube"] for o in origins} == {"start"}
     verified = json.loads((out / "N3" / "seed0" / "synthetic" / "verify.json").read_text())
     assert verified["verified"] == verified["episodes"] == synthetic.num_episodes
+
+
+def test_augment_tables_of_an_unfinished_run_say_which_arms_have_not_run(augment_run, tmp_path):
+    """A sitting stopped before every arm was evaluated still gets its tables, with the gaps stated."""
+    import shutil
+
+    from robodream.pipeline.cli_args import build_from_args
+    from robodream.pipeline.experiments.augment import AugmentConfig
+    from robodream.pipeline.experiments.augment_report import write_augment_results
+
+    partial = tmp_path / "partial"
+    for arm in ("real", "mixed"):  # the synthetic-only arm and seed 1 have not run
+        target = partial / "N3" / "seed0" / f"policy_{arm}" / "eval" / "eval_info.json"
+        target.parent.mkdir(parents=True)
+        shutil.copy(augment_run / "N3" / "seed0" / f"policy_{arm}" / "eval" / "eval_info.json", target)
+    cfg = build_from_args(AugmentConfig, _augment_args(partial, "seeds=[0,1]")[2:])
+    files = write_augment_results(cfg, partial)
+    _, summary = _read_csv(files["summary"])
+    assert (summary[0]["seeds"], summary[0]["real_seeds"], summary[0]["synthetic_seeds"]) == ("1", "1", "0")
+    assert summary[0]["synthetic_mean"] == "" and summary[0]["delta_mean"] != ""
+    text = files["markdown"].read_text()
+    assert "| not run |" in text and "Unfinished:" in text
 
 
 def test_augment_tables_join_the_rows_of_earlier_sittings(augment_run, tmp_path):

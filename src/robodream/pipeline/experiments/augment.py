@@ -151,8 +151,8 @@ class AugmentConfig:
     policy: PolicySection = field(default_factory=PolicySection)
     eval: ExperimentEvalConfig = field(default_factory=ExperimentEvalConfig)
     #: run only the sub-steps whose names match one of these patterns (shell-style, e.g. ["*-N25-s1"]), to run
-    #: independent seeds side by side in separate processes once their shared steps are done; the tables are
-    #: written by a run without `only` (it skips every finished sub-step). [] runs everything
+    #: independent seeds side by side in separate processes once their shared steps are done; the tables then
+    #: hold the evaluations finished so far. [] runs everything
     only: list[str] = runtime(default_factory=list)
     #: results.json files of earlier sittings (e.g. another N, docs/results/): their rows join this run's tables
     #: and plot, so an experiment run one N per session still ends in one table; this run's rows win on a clash
@@ -302,8 +302,7 @@ def run_augment(cfg: AugmentConfig) -> dict[str, Path]:
     save_config(cfg, root / "config.yaml")
     run_stages(stages, lambda line: print(line, flush=True))
     if cfg.only:
-        print(f"ran {len(stages)} sub-steps matching only={cfg.only}; run again without only= to write the tables")
-        return {}
+        print(f"ran {len(stages)} sub-steps matching only={cfg.only}; the tables hold what has finished so far")
     return write_augment_results(cfg, root)
 
 

@@ -21,11 +21,14 @@ RUN_COLUMNS = ("n_demos", "seed", "real_success", "mixed_success", "synthetic_su
                "eval_episodes", "eval_seed")
 SUMMARY_COLUMNS = ("n_demos", "seeds", "real_mean", "real_std", "mixed_mean", "mixed_std", "synthetic_mean",
                    "synthetic_std", "delta_mean", "delta_std", "delta_ci95", "real_ci95", "mixed_ci95",
-                   "synthetic_ci95", "synthetic_kept_mean", "label_precision")
+                   "synthetic_ci95", "synthetic_kept_mean", "label_precision", "real_seeds", "mixed_seeds",
+                   "synthetic_seeds", "delta_seeds")
 
 
-def _success(path: Path) -> tuple[float, int, dict[str, Any]]:
-    """(success %, successful episodes, eval_info) of one evaluation."""
+def _success(path: Path) -> tuple[float | None, int | None, dict[str, Any] | None]:
+    """(success %, successful episodes, eval_info) of one evaluation; (None, None, None) while it has not run."""
+    if not path.is_file():
+        return None, None, None
     info = json.loads(path.read_text())
     wins = sum(bool(e.get("success")) for e in info["per_episode"])
     return float(info["aggregated"]["pc_success"]), wins, info
@@ -42,8 +45,27 @@ def paired_differences(real: dict[str, Any], mixed: dict[str, Any]) -> list[int]
     return [b[seed] - a[seed] for seed in sorted(a.keys() & b.keys())]
 
 
+def _synthetic_counts(out: Path) -> dict[str, Any]:
+    """What the generation of one N and seed made and kept, and how many of its kept labels PyBullet confirms."""
+    counts: dict[str, Any] = {}
+    generated = out / "synthetic" / "generate.json"
+    if generated.is_file():
+        report = json.loads(generated.read_text())
+        counts |= {"synthetic_generated": report["generated"], "synthetic_kept": report["kept"],
+                   "rollouts_per_s": report.get("rollouts_per_s")}
+    verified = out / "synthetic" / "verify.json"  # absent when synthetic.verify is off
+    if verified.is_file():
+        report = json.loads(verified.read_text())
+        counts |= {"kept_replayed_success": report["replayed_success"],
+                   "kept_labelled_success": report["labelled_success"],
+                   # with the replay filter the labels are PyBullet's: how many of them the probe also called
+                   "kept_probe_called": report.get("probe_called_replayed_success")}
+    return counts
+
+
 def run_rows(cfg, root: Path) -> list[dict[str, Any]]:
-    """One row per N and training seed: success (%) of the three policies on the held-out seeds, synthetic counts."""
+    """One row per N and training seed with a finished evaluation: success (%) of the three policies on the
+    held-out seeds (None for an arm not evaluated yet) and the synthetic counts."""
     rows = []
     for n in cfg.demos:
         for seed in cfg.seeds:
@@ -53,21 +75,15 @@ def run_rows(cfg, root: Path) -> list[dict[str, Any]]:
             for arm in ARMS:
                 row[f"{arm}_success"], row[f"{arm}_wins"], infos[arm] = _success(
                     out / f"policy_{arm}" / "eval" / "eval_info.json")
-            info = infos["real"]
+            finished = [info for info in infos.values() if info is not None]
+            if not finished:
+                continue
+            paired = infos["real"] is not None and infos["mixed"] is not None
             # both arms meet the same held-out seeds: the uplift is paired per seed (results.json keeps the pairs)
-            row["paired_delta"] = paired_differences(infos["real"], infos["mixed"])
-            generated = json.loads((out / "synthetic" / "generate.json").read_text())
-            verified = out / "synthetic" / "verify.json"  # absent when synthetic.verify is off
-            if verified.is_file():
-                report = json.loads(verified.read_text())
-                row |= {"kept_replayed_success": report["replayed_success"],
-                        "kept_labelled_success": report["labelled_success"],
-                        # with the replay filter the labels are PyBullet's: how many of them the probe also called
-                        "kept_probe_called": report.get("probe_called_replayed_success")}
-            rows.append(row | {"delta": row["mixed_success"] - row["real_success"],
-                               "synthetic_generated": generated["generated"], "synthetic_kept": generated["kept"],
-                               "rollouts_per_s": generated.get("rollouts_per_s"),
-                               "eval_episodes": len(info["per_episode"]), "eval_seed": info["info"]["seeds"][0]})
+            row["paired_delta"] = paired_differences(infos["real"], infos["mixed"]) if paired else []
+            row["delta"] = row["mixed_success"] - row["real_success"] if paired else None
+            rows.append(row | _synthetic_counts(out) | {"eval_episodes": len(finished[0]["per_episode"]),
+                                                        "eval_seed": finished[0]["info"]["seeds"][0]})
     return rows
 
 
@@ -88,45 +104,59 @@ def with_earlier_results(rows: list[dict[str, Any]], files: list[str]) -> list[d
 
 def summary_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per N: mean and sample std over training seeds (the issue's table), and each arm's 95% Wilson interval
-    over all its evaluation episodes pooled across seeds (how much the held-out seeds alone leave open)."""
+    over all its evaluation episodes pooled across seeds (how much the held-out seeds alone leave open). An arm
+    evaluated on fewer seeds than the row has counts only those (`<arm>_seeds`); none: its mean is None."""
     summary = []
     for n in sorted({r["n_demos"] for r in rows}):
         group = [r for r in rows if r["n_demos"] == n]
         entry: dict[str, Any] = {"n_demos": n, "seeds": len(group)}
         for key in (*ARMS, "delta"):
-            values = [r["delta"] if key == "delta" else r[f"{key}_success"] for r in group]
-            entry[f"{key}_mean"], entry[f"{key}_std"] = (round(v, 2) for v in mean_std(values))
+            done = [r for r in group if r["delta" if key == "delta" else f"{key}_success"] is not None]
+            values = [r["delta"] if key == "delta" else r[f"{key}_success"] for r in done]
+            entry[f"{key}_seeds"] = len(done)
+            entry[f"{key}_mean"], entry[f"{key}_std"] = ((round(v, 2) for v in mean_std(values)) if values
+                                                         else (None, None))
+            if key != "delta":
+                low, high = wilson_interval(sum(r[f"{key}_wins"] for r in done), sum(r["eval_episodes"] for r in done))
+                entry[f"{key}_ci95"] = f"{100 * low:.0f}-{100 * high:.0f}" if done else "-"
         # The held-out episodes' noise in the uplift: paired differences pooled over the seeds, resampled. The
         # training seeds' own spread is delta_std; with 3 seeds the two together say what the mean can claim.
         pairs = [d for r in group for d in r.get("paired_delta", [])]
-        bounds = bootstrap_interval(lambda d: 100 * float(d.mean()), pairs)
+        bounds = bootstrap_interval(lambda d: 100 * float(d.mean()), pairs) if pairs else None
         entry["delta_ci95"] = f"{bounds[0]:+.0f}..{bounds[1]:+.0f}" if bounds else "-"
-        episodes = sum(r["eval_episodes"] for r in group)
-        for arm in ARMS:
-            low, high = wilson_interval(sum(r[f"{arm}_wins"] for r in group), episodes)
-            entry[f"{arm}_ci95"] = f"{100 * low:.0f}-{100 * high:.0f}"
-        entry["synthetic_kept_mean"] = round(mean_std([r["synthetic_kept"] for r in group])[0], 1)
-        checked = [r for r in group if "kept_labelled_success" in r]
+        kept = [r["synthetic_kept"] for r in group if r.get("synthetic_kept") is not None]
+        entry["synthetic_kept_mean"] = round(mean_std(kept)[0], 1) if kept else None
+        checked = [r for r in group if r.get("kept_labelled_success") is not None]
         entry["label_precision"] = format_success(sum(r["kept_replayed_success"] for r in checked),
                                                   sum(r["kept_labelled_success"] for r in checked)) if checked else "-"
         summary.append(entry)
     return summary
 
 
+def _cell(s: dict[str, Any], key: str) -> str:
+    """mean ± std (interval) of one arm or the uplift, saying when fewer seeds than the row's stand behind it."""
+    if s[f"{key}_mean"] is None:
+        return "not run"
+    sign = "+" if key == "delta" else ""
+    text = f"{s[f'{key}_mean']:{sign}.1f} ± {s[f'{key}_std']:.1f} ({s[f'{key}_ci95']})"
+    return text if s[f"{key}_seeds"] == s["seeds"] else f"{text}, {s[f'{key}_seeds']} of {s['seeds']} seeds"
+
+
 def _markdown(summary: list[dict[str, Any]], rows: list[dict[str, Any]]) -> str:
-    cells = [{"n": s["n_demos"], "seeds": s["seeds"],
-              **{arm: f"{s[f'{arm}_mean']:.1f} ± {s[f'{arm}_std']:.1f} ({s[f'{arm}_ci95']})" for arm in ARMS},
-              "delta": f"{s['delta_mean']:+.1f} ± {s['delta_std']:.1f} ({s['delta_ci95']})",
-              "kept": f"{s['synthetic_kept_mean']:.1f}",
+    cells = [{"n": s["n_demos"], "seeds": s["seeds"], **{key: _cell(s, key) for key in (*ARMS, "delta")},
+              "kept": "-" if s["synthetic_kept_mean"] is None else f"{s['synthetic_kept_mean']:.1f}",
               "precision": s["label_precision"]}
              for s in summary]
     episodes = {r["eval_episodes"] for r in rows}
     seeds = {r["eval_seed"] for r in rows}
+    partial = any(s[f"{key}_seeds"] < s["seeds"] for s in summary for key in (*ARMS, "delta"))
     return ("Success (%) in PyBullet on held-out seeds, mean ± std over training seeds, with the 95% Wilson interval "
             f"of all episodes pooled over seeds ({', '.join(map(str, sorted(episodes)))} episodes per policy from "
             f"seed {', '.join(map(str, sorted(seeds)))}). Synthetic only: the policy trained on imagined frames "
             "alone. The uplift's interval is a 95% bootstrap over the paired held-out episodes of all seeds: the "
-            "evaluation's noise, not the training seeds' spread (that is its ± std).\n\n"
+            "evaluation's noise, not the training seeds' spread (that is its ± std)."
+            + (" Unfinished: a cell over fewer seeds than its row says so; \"not run\": no seed evaluated it yet."
+               if partial else "") + "\n\n"
             + markdown_table(cells, ["n", "seeds", *ARMS, "delta", "kept", "precision"],
                              ["real demos N", "seeds", *ARMS.values(), "real + synthetic - real only (points)",
                               "synthetic kept (mean)", "kept successes that succeed in PyBullet"]))
@@ -138,10 +168,10 @@ def plot_success_vs_demos(summary: list[dict[str, Any]], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(5, 3.4), dpi=120)
     demos = [s["n_demos"] for s in summary]
     for offset, (arm, label) in zip((-0.015, 0.0, 0.015), ARMS.items(), strict=True):
+        done = [s for s in summary if s[f"{arm}_mean"] is not None]
         # a small horizontal offset in log space keeps overlapping error bars apart
-        xs = [n * 10 ** offset for n in demos]
-        ax.errorbar(xs, [s[f"{arm}_mean"] for s in summary], yerr=[s[f"{arm}_std"] for s in summary], marker="o",
-                    capsize=3, label=label)
+        ax.errorbar([s["n_demos"] * 10 ** offset for s in done], [s[f"{arm}_mean"] for s in done],
+                    yerr=[s[f"{arm}_std"] for s in done], marker="o", capsize=3, label=label)
     ax.set_xscale("log")
     ax.set_xlim(min(demos) / 1.5, max(demos) * 1.5)
     ax.set_xticks(demos, [str(n) for n in demos])
@@ -156,8 +186,12 @@ def plot_success_vs_demos(summary: list[dict[str, Any]], path: Path) -> Path:
 
 
 def write_augment_results(cfg, root: Path) -> dict[str, Path]:
-    """results.csv, summary.csv, summary.md, results.json and success_vs_demos.png under `root`."""
+    """results.csv, summary.csv, summary.md, results.json and success_vs_demos.png under `root`, of the evaluations
+    finished so far (none: no files)."""
     rows = with_earlier_results(run_rows(cfg, root), cfg.earlier_results)
+    if not rows:
+        print("no policy evaluation has finished yet: no tables")
+        return {}
     summary = summary_rows(rows)
     files = {"results": write_csv(rows, root / "results.csv", RUN_COLUMNS),
              "summary": write_csv(summary, root / "summary.csv", SUMMARY_COLUMNS)}
