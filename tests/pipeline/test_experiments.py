@@ -246,7 +246,7 @@ def test_augment_continues_an_interrupted_training_from_its_checkpoint(augment_r
     assert all(json.loads(path.read_text())["status"] == "done" for path in stamps)
 
 
-def test_augment_only_runs_the_matching_sub_steps_and_leaves_the_tables_to_a_full_run(tmp_path, capsys):
+def test_augment_only_runs_the_matching_sub_steps_and_writes_no_tables_before_an_evaluation(tmp_path, capsys):
     """only=[patterns]: what lets independent seeds run side by side in separate processes (docs/benchmarks.md)."""
     out = tmp_path / "augment"
     assert main(_augment_args(out, "only=['collect-real-*']")) == 0

@@ -294,16 +294,16 @@ def plan(cfg: AugmentConfig) -> list[Stage]:
 
 def run_augment(cfg: AugmentConfig) -> dict[str, Path]:
     """Run every sub-step whose inputs changed, then write the tables and the plot; returns the result files."""
-    from robodream.pipeline.experiments.augment_report import with_earlier_results, write_augment_results
+    from robodream.pipeline.experiments.augment_report import read_earlier_results, write_augment_results
 
-    with_earlier_results([], cfg.earlier_results)  # a bad file fails now, not after hours of sub-steps
+    earlier = read_earlier_results(cfg.earlier_results)  # a bad file fails now, not after hours of sub-steps
     root = Path(cfg.out)
     stages = chosen_stages(plan(cfg), cfg.only)
     save_config(cfg, root / "config.yaml")
     run_stages(stages, lambda line: print(line, flush=True))
     if cfg.only:
         print(f"ran {len(stages)} sub-steps matching only={cfg.only}; the tables hold what has finished so far")
-    return write_augment_results(cfg, root)
+    return write_augment_results(cfg, root, earlier)
 
 
 def chosen_stages(stages: list[Stage], patterns: list[str]) -> list[Stage]:

@@ -87,18 +87,25 @@ def run_rows(cfg, root: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def with_earlier_results(rows: list[dict[str, Any]], files: list[str]) -> list[dict[str, Any]]:
-    """`rows` plus the rows of earlier sittings' results.json `files` for the (N, seed) pairs `rows` lacks, sorted
-    by N and seed. A missing or unreadable file is one clear error."""
-    merged = {(r["n_demos"], r["seed"]): r for r in rows}
+def read_earlier_results(files: list[str]) -> list[dict[str, Any]]:
+    """The rows of earlier sittings' results.json `files`, each marked with its file (`from_results`). A missing
+    or unreadable file is one clear error."""
+    rows = []
     for name in files:
         try:
             earlier = json.loads(Path(name).read_text())["runs"]
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise RobodreamError(f"earlier_results: {name} is not a results.json of experiment augment ({err})") \
                 from err
-        for row in earlier:
-            merged.setdefault((row["n_demos"], row["seed"]), {**row, "from_results": name})
+        rows += [{**row, "from_results": name} for row in earlier]
+    return rows
+
+
+def with_earlier_results(rows: list[dict[str, Any]], earlier: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`rows` plus the `earlier` rows for the (N, seed) pairs `rows` lacks, sorted by N and seed."""
+    merged = {(r["n_demos"], r["seed"]): r for r in rows}
+    for row in earlier:
+        merged.setdefault((row["n_demos"], row["seed"]), row)
     return [merged[key] for key in sorted(merged)]
 
 
@@ -111,8 +118,9 @@ def summary_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         group = [r for r in rows if r["n_demos"] == n]
         entry: dict[str, Any] = {"n_demos": n, "seeds": len(group)}
         for key in (*ARMS, "delta"):
-            done = [r for r in group if r["delta" if key == "delta" else f"{key}_success"] is not None]
-            values = [r["delta"] if key == "delta" else r[f"{key}_success"] for r in done]
+            column = "delta" if key == "delta" else f"{key}_success"
+            done = [r for r in group if r[column] is not None]
+            values = [r[column] for r in done]
             entry[f"{key}_seeds"] = len(done)
             entry[f"{key}_mean"], entry[f"{key}_std"] = ((round(v, 2) for v in mean_std(values)) if values
                                                          else (None, None))
@@ -185,10 +193,10 @@ def plot_success_vs_demos(summary: list[dict[str, Any]], path: Path) -> Path:
     return path
 
 
-def write_augment_results(cfg, root: Path) -> dict[str, Path]:
+def write_augment_results(cfg, root: Path, earlier: list[dict[str, Any]] | None = None) -> dict[str, Path]:
     """results.csv, summary.csv, summary.md, results.json and success_vs_demos.png under `root`, of the evaluations
-    finished so far (none: no files)."""
-    rows = with_earlier_results(run_rows(cfg, root), cfg.earlier_results)
+    finished so far (none: no files), with the `earlier` sittings' rows (`read_earlier_results`) joined."""
+    rows = with_earlier_results(run_rows(cfg, root), earlier or [])
     if not rows:
         print("no policy evaluation has finished yet: no tables")
         return {}
