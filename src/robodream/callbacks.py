@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import random
 import sys
 import time
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
+import numpy as np
+import torch
 from tqdm import tqdm
 
 
@@ -42,6 +46,104 @@ class StepProgress(L.Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def _random_states() -> dict[str, Any]:
+    """torch's, numpy's and Python's global generators, as plain tensors and numbers (Lightning loads
+    checkpoints with torch.load(weights_only=True), which refuses numpy arrays)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return {"torch": torch.get_rng_state(),
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
+            "python": [version, list(internal), gauss_next]}
+
+
+def _set_random_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    kind, keys, pos, has_gauss, gauss = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = states["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+
+
+def _training_loader_and_sampler(trainer: L.Trainer) -> tuple[Any, Any]:
+    """The training DataLoader and its ResumableSampler (duck-typed: this module does not import datasets),
+    or (loader, None) when it has none (e.g. Lightning's distributed sampler replaced it)."""
+    loader = trainer.train_dataloader
+    sampler = getattr(loader, "sampler", None)
+    return loader, sampler if callable(getattr(sampler, "resume", None)) else None
+
+
+class ExactResume(L.Callback):
+    """A run resumed from a checkpoint trains exactly as the run that never stopped (one process).
+
+    The checkpoint keeps the random number generators (torch, numpy, Python: the training noise, dropout,
+    augmentations) and the training sampler's position (`ResumableSampler`). They are put back just before the
+    first resumed batch. Validation leaves no trace on them:
+    they are restored after every validation to their state at the end of the training batch before it, so
+    validating more or less often, or resuming right after a checkpoint that preceded a validation, does not
+    change the training that follows.
+    """
+
+    def __init__(self) -> None:
+        self._after_batch: dict[str, Any] | None = None
+        self._restored: dict[str, Any] | None = None
+        self._trainer: L.Trainer | None = None
+        self._pending: dict[str, Any] | None = None
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        self._after_batch = _random_states()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._after_batch is not None:
+            _set_random_states(self._after_batch)
+
+    def state_dict(self) -> dict[str, Any]:
+        _, sampler = _training_loader_and_sampler(self._trainer) if self._trainer is not None else (None, None)
+        # the generators as the last training batch left them (a checkpoint written after a validation too)
+        random_states = self._after_batch if self._after_batch is not None else _random_states()
+        return {"random": random_states, "sampler": sampler.state_dict() if sampler is not None else None}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._restored = state_dict
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._trainer = trainer
+        if trainer.world_size == 1:
+            # Lightning warns that a mid-epoch resume is unreliable because it cannot see the sampler's state;
+            # on one process this callback restores it. (Under DDP the warning stands.)
+            warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        restored, self._restored = self._restored, None
+        if restored is None or trainer.global_step == 0:
+            return
+        # The generators are put back at the first batch: Lightning may create data iterators in between (a
+        # validation loader's, drawing its base seed from torch's generator), which the run that never stopped
+        # did not.
+        self._pending = {"random": restored["random"], "base_seed_draw": False}
+        loader, sampler = _training_loader_and_sampler(trainer)
+        if sampler is None or restored.get("sampler") is None or trainer.world_size > 1:
+            return
+        done_in_epoch = trainer.global_step % len(loader)
+        epoch_finished = done_in_epoch == 0
+        sampler.resume(restored["sampler"], done_in_epoch * loader.batch_size, epoch_finished)
+        if epoch_finished:
+            # The next epoch's iterator first draws its workers' base seed (DataLoader), then the order
+            # (sampler): from the loader's generator, or torch's global one (drawn after it is restored).
+            if loader.generator is not None:
+                torch.empty((), dtype=torch.int64).random_(generator=loader.generator)
+            else:
+                self._pending["base_seed_draw"] = True
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            _set_random_states(pending["random"])
+            if pending["base_seed_draw"]:
+                torch.empty((), dtype=torch.int64).random_()
 
 
 def find_callback(trainer: L.Trainer, kind: type) -> Any:

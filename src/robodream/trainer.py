@@ -5,8 +5,8 @@ moving any run from a laptop CPU to several GPUs is a config change (`trainer.ac
 trainer.devices=4 trainer.strategy=ddp`), never a code change. `TrainerConfig` adds what the world model, the
 probe and the policies share — steps, batch size, optimiser, EMA, checkpoint/validation cadence, threads.
 `build_trainer` turns it into a `lightning.Trainer` with EMA weights, step-based checkpoints in
-<out>/checkpoints (last.ckpt is what `resume=true` continues from) and a CSV log in <out>/logs; each model adds
-its own export of the EMA weights (world model and probe: <out>/model; policies: one
+<out>/checkpoints (last.ckpt is what `resume=true` continues from, exactly: callbacks.ExactResume) and a CSV
+log in <out>/logs; each model adds its own export of the EMA weights (world model and probe: <out>/model; policies: one
 <out>/checkpoints/step_<N>/ per checkpoint).
 
 This module imports Lightning (and torch) only inside its functions; modeling code never imports Lightning.
@@ -313,9 +313,10 @@ def build_trainer(cfg: TrainerConfig, out: str | os.PathLike, callbacks: list | 
                                          every_n_train_steps=cfg.checkpoint_every_steps, save_last=True,
                                          save_top_k=-1 if keep_checkpoints else 0, auto_insert_metric_name=False,
                                          enable_version_counter=False))
-    if step_progress:
-        from robodream.callbacks import StepProgress
+    from robodream.callbacks import ExactResume, StepProgress
 
+    all_callbacks.append(ExactResume())  # resume=true continues the same random draws and data order
+    if step_progress:
         all_callbacks.append(StepProgress(cfg.max_steps, enabled=cfg.progress_bar))
     if cfg.ema_decay > 0:
         @torch.no_grad()

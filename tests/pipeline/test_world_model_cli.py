@@ -74,6 +74,37 @@ def test_a_copied_run_resumes_from_its_own_last_checkpoint(trained, tmp_path):
     assert not list((copy / "checkpoints").glob("last-v*.ckpt"))
 
 
+def test_an_interrupted_training_resumes_to_the_uninterrupted_weights(trained, tmp_path, monkeypatch):
+    """Killed after its step-4 checkpoint (a validation followed it), resumed: the weights of a run that never
+    stopped, exactly: the same windows in the same order and the same noise (ExactResume)."""
+    import torch
+    from safetensors.torch import load_file
+
+    from robodream.world_models.training import WorldModelSystem
+
+    store, _ = trained
+    args = ["train-wm", f"data={store}", f"world_model={TINY_YAML}", "val_fraction=0.5", *FAST,
+            "trainer.max_steps=8", "trainer.checkpoint_every_steps=4", "trainer.threads=1"]
+    assert main([*args, f"out={tmp_path / 'whole'}"]) == 0
+    original = WorldModelSystem.training_step
+
+    class Killed(Exception):
+        pass
+
+    def training_step(self, batch, batch_idx):
+        if self.global_step == 4:
+            raise Killed
+        return original(self, batch, batch_idx)
+
+    with monkeypatch.context() as patch, pytest.raises(Killed):
+        patch.setattr(WorldModelSystem, "training_step", training_step)
+        main([*args, f"out={tmp_path / 'resumed'}"])
+    assert main([*args, f"out={tmp_path / 'resumed'}", "resume=true"]) == 0
+    whole, resumed = (load_file(next((tmp_path / run / "model").glob("*.safetensors")))
+                      for run in ("whole", "resumed"))
+    assert all(torch.equal(whole[key], resumed[key]) for key in whole)
+
+
 def test_dream_writes_side_by_side_videos(trained, tmp_path, capsys):
     store, out = trained
     assert main(["dream", f"ckpt={out}", f"data={store}", "--episodes", "0-1", f"out={tmp_path}", "scale=2"]) == 0

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
+from robodream.datasets.resumable import ResumableSampler
 from robodream.datasets.windows import WindowDataset, _keep_batch
 from robodream.errors import RobodreamError
 
@@ -70,5 +71,7 @@ def make_mixture_loader(mixture: MixtureDataset, weights: Sequence[float], batch
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     per_sample = torch.from_numpy(sample_weights([len(p) for p in mixture.parts], weights))
     sampler = WeightedRandomSampler(per_sample, num_samples=len(mixture), replacement=True, generator=generator)
+    if generator is not None:
+        sampler = ResumableSampler(sampler, generator)
     return DataLoader(mixture, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
                       drop_last=drop_last, collate_fn=_keep_batch, persistent_workers=num_workers > 0)

@@ -14,9 +14,10 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from robodream.datasets.reader import EpisodeStore
+from robodream.datasets.resumable import ResumableSampler
 from robodream.errors import RobodreamError
 
 
@@ -103,6 +104,10 @@ def make_loader(dataset: WindowDataset, batch_size: int, shuffle: bool = True, n
                 drop_last: bool = False, seed: int | None = None) -> DataLoader:
     """A DataLoader that builds each batch with one `__getitems__` call (no per-item collation)."""
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
-                      drop_last=drop_last, collate_fn=_keep_batch, generator=generator,
+    sampler = None
+    if shuffle and generator is not None:
+        # the sampler DataLoader(shuffle=True, generator=...) builds, made resumable (datasets/resumable.py)
+        sampler = ResumableSampler(RandomSampler(dataset, generator=generator), generator)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
+                      num_workers=num_workers, drop_last=drop_last, collate_fn=_keep_batch, generator=generator,
                       persistent_workers=num_workers > 0)

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
 from robodream.datasets.normalize import Normalizer
 from robodream.datasets.reader import EpisodeStore
+from robodream.datasets.resumable import ResumableSampler
 from robodream.trainer import TrainerConfig, make_optimizer
 from robodream.world_models.probe import POSITIONS, ProbeConfig, StateSuccessProbe, target_values
 
@@ -125,7 +126,8 @@ def train_probe(store: EpisodeStore, config: ProbeConfig, trainer_cfg: TrainerCo
     train_set = tensors(train)
     sampler = RandomSampler(train_set, replacement=True, num_samples=trainer_cfg.max_steps * trainer_cfg.batch_size,
                             generator=generator)
-    train_loader = DataLoader(train_set, batch_size=trainer_cfg.batch_size, sampler=sampler)
+    train_loader = DataLoader(train_set, batch_size=trainer_cfg.batch_size,
+                              sampler=ResumableSampler(sampler, generator))
     val_loader = DataLoader(tensors(val), batch_size=256) if len(val["frames"]) else []
     trainer = build_trainer(trainer_cfg, out)
     system = ProbeSystem(probe, trainer_cfg, pos_weight)

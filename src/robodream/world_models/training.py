@@ -18,6 +18,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, RandomSampler
 
 from robodream.datasets.reader import EpisodeStore
+from robodream.datasets.resumable import ResumableSampler
 from robodream.datasets.video import upscale, write_gif
 from robodream.datasets.windows import WindowDataset, split_episodes
 from robodream.errors import RobodreamError
@@ -66,12 +67,11 @@ class WorldModelDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         cfg = self.trainer_cfg
-        # A resumed run draws new windows instead of replaying the order it started with.
-        step = self.trainer.global_step if self.trainer is not None else 0
-        generator = torch.Generator().manual_seed(cfg.seed + step)
+        # One epoch is the whole run; a resumed run continues the same draw of windows (ExactResume).
+        generator = torch.Generator().manual_seed(cfg.seed)
         sampler = RandomSampler(self.train_set, replacement=True, num_samples=cfg.max_steps * cfg.batch_size,
                                 generator=generator)
-        return self._loader(self.train_set, sampler=sampler)
+        return self._loader(self.train_set, sampler=ResumableSampler(sampler, generator))
 
     def val_dataloader(self) -> DataLoader | list:
         return self._loader(self.val_set) if self.val_set is not None else []
