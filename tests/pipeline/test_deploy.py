@@ -149,9 +149,10 @@ def test_out_of_workspace_too_large_and_nan_actions_are_clamped_never_sent(graph
         arm.wait_for_data(5, after=time.monotonic())
         wild = [np.array([0.0, 0.0, -0.5, 0.0])] * 12 + [np.array([0.5, 0.6, 0.3, 2.0])] * 15 \
             + [np.array([np.nan, 0.0, 0.0, 1.0])] * 2 + [np.array([-3.0, 0.0, 9.0, -1.0])] * 15
-        sent = []
+        sent, held = [], []
         for action in wild:
             sent.append(arm.send_action(action))
+            held.append(bool(arm.last_hold))
             time.sleep(cfg.period_s)
         time.sleep(0.3)
         ee_final = arm.get_observation()["observation.state"][:3]
@@ -163,7 +164,12 @@ def test_out_of_workspace_too_large_and_nan_actions_are_clamped_never_sent(graph
     assert np.abs(sent[:, :3]).max() <= cfg.safety.max_ee_step + 1e-6
     assert sent[:, 3].min() >= 0 and sent[:, 3].max() <= 1
     assert np.array_equal(sent[27:29, :3], np.zeros((2, 3)))  # NaN -> hold
-    assert counts["ee_step"] >= 40 and counts["workspace"] >= 10 and counts["nonfinite_action"] == 2
+    # On a loaded machine the watchdog may hold a command when a stream stalls (its job); a held command is not
+    # clamped, so the counts are of the commands that went through the limits.
+    held = np.array(held)
+    clampable = np.r_[0:27, 29:len(wild)]
+    assert counts["ee_step"] >= 40 - held[clampable].sum() and counts["workspace"] >= 10 - held.sum()
+    assert counts["nonfinite_action"] == 2 - held[27:29].sum()
     # on the wire: every command within the URDF limits and the workspace (IK residual: a few mm)
     from robodream.robots.kinematics import Kinematics
 
