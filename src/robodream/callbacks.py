@@ -48,22 +48,32 @@ class StepProgress(L.Callback):
             self.bar.close()
 
 
-def _random_states() -> dict[str, Any]:
-    """torch's, numpy's and Python's global generators, as plain tensors and numbers (Lightning loads
-    checkpoints with torch.load(weights_only=True), which refuses numpy arrays)."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    version, internal, gauss_next = random.getstate()
-    return {"torch": torch.get_rng_state(),
+def _random_states() -> tuple[Any, Any, Any]:
+    """torch's, numpy's and Python's global generators as they are (cheap: taken after every training batch)."""
+    return torch.get_rng_state(), np.random.get_state(), random.getstate()
+
+
+def _set_random_states(states: tuple[Any, Any, Any]) -> None:
+    torch_state, numpy_state, python_state = states
+    torch.set_rng_state(torch_state)
+    np.random.set_state(numpy_state)
+    random.setstate(python_state)
+
+
+def _storable(states: tuple[Any, Any, Any]) -> dict[str, Any]:
+    """`states` as plain tensors and numbers: Lightning loads checkpoints with torch.load(weights_only=True),
+    which refuses numpy arrays."""
+    torch_state, (kind, keys, pos, has_gauss, gauss), (version, internal, gauss_next) = states
+    return {"torch": torch_state,
             "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
             "python": [version, list(internal), gauss_next]}
 
 
-def _set_random_states(states: dict[str, Any]) -> None:
-    torch.set_rng_state(states["torch"])
-    kind, keys, pos, has_gauss, gauss = states["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    version, internal, gauss_next = states["python"]
-    random.setstate((version, tuple(internal), gauss_next))
+def _from_storable(stored: dict[str, Any]) -> tuple[Any, Any, Any]:
+    kind, keys, pos, has_gauss, gauss = stored["numpy"]
+    version, internal, gauss_next = stored["python"]
+    return (stored["torch"], (kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss),
+            (version, tuple(internal), gauss_next))
 
 
 def _training_loader_and_sampler(trainer: L.Trainer) -> tuple[Any, Any]:
@@ -79,14 +89,13 @@ class ExactResume(L.Callback):
 
     The checkpoint keeps the random number generators (torch, numpy, Python: the training noise, dropout,
     augmentations) and the training sampler's position (`ResumableSampler`). They are put back just before the
-    first resumed batch. Validation leaves no trace on them:
-    they are restored after every validation to their state at the end of the training batch before it, so
-    validating more or less often, or resuming right after a checkpoint that preceded a validation, does not
-    change the training that follows.
+    first resumed batch. Validation leaves no trace on them: they are restored after every validation to their
+    state at the end of the training batch before it, so validating more or less often, or resuming right after a
+    checkpoint that preceded a validation, does not change the training that follows.
     """
 
     def __init__(self) -> None:
-        self._after_batch: dict[str, Any] | None = None
+        self._after_batch: tuple[Any, Any, Any] | None = None
         self._restored: dict[str, Any] | None = None
         self._trainer: L.Trainer | None = None
         self._pending: dict[str, Any] | None = None
@@ -103,7 +112,7 @@ class ExactResume(L.Callback):
         _, sampler = _training_loader_and_sampler(self._trainer) if self._trainer is not None else (None, None)
         # the generators as the last training batch left them (a checkpoint written after a validation too)
         random_states = self._after_batch if self._after_batch is not None else _random_states()
-        return {"random": random_states, "sampler": sampler.state_dict() if sampler is not None else None}
+        return {"random": _storable(random_states), "sampler": sampler.state_dict() if sampler is not None else None}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._restored = state_dict
@@ -122,7 +131,7 @@ class ExactResume(L.Callback):
         # The generators are put back at the first batch: Lightning may create data iterators in between (a
         # validation loader's, drawing its base seed from torch's generator), which the run that never stopped
         # did not.
-        self._pending = {"random": restored["random"], "base_seed_draw": False}
+        self._pending = {"random": _from_storable(restored["random"]), "base_seed_draw": False}
         loader, sampler = _training_loader_and_sampler(trainer)
         if sampler is None or restored.get("sampler") is None or trainer.world_size > 1:
             return
