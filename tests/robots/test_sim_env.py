@@ -114,6 +114,18 @@ def test_same_seed_same_episode_fresh_and_after_other_episodes(make_sim_env, tas
     assert_identical(first, trace(task, seed=7))  # a brand-new env (and PyBullet client)
 
 
+@pytest.mark.parametrize("task", TASKS)
+def test_without_camera_the_episode_is_the_same_and_the_camera_comes_back(make_sim_env, task):
+    """Replays that need only the outcome step without rendering: the physics must not notice."""
+    with_camera = trace(task, seed=3, steps=20)
+    env = make_sim_env(task)
+    with env.without_camera():
+        blind = trace(task, seed=3, steps=20, env=env)
+    assert FRONT not in blind
+    assert_identical({k: with_camera[k] for k in blind}, blind)  # state and environment state, bit for bit
+    assert_identical(with_camera, trace(task, seed=3, steps=20, env=env))  # frames again after the block
+
+
 def test_envs_in_one_process_do_not_interfere(make_sim_env):
     solo = trace("pick_place", seed=2, steps=6)
     a, b = make_sim_env("pick_place"), make_sim_env("push_cube")

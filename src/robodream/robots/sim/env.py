@@ -21,6 +21,8 @@ an env that ran other episodes, and in another process.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 import gymnasium as gym
@@ -118,6 +120,7 @@ class TaskEnv(gym.Env):
             np.array([-md, -md, -md, 0.0], np.float32), np.array([md, md, md, 1.0], np.float32), dtype=np.float32
         )
         self._steps: int | None = None  # None until the first reset
+        self._camera_on = True  # False inside without_camera()
 
     # ---- gymnasium API -------------------------------------------------------------------------------------
     def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
@@ -165,6 +168,17 @@ class TaskEnv(gym.Env):
         """The front camera image (rgb_array)."""
         return self.scene.render()
 
+    @contextmanager
+    def without_camera(self) -> Iterator[None]:
+        """Inside this block observations carry no camera image (proprioceptive and environment state only).
+        For replays that need the outcome, not the frames: the renderer is ~90% of a step's time, and it does not
+        touch the physics, so the episode unfolds exactly as with the camera on."""
+        self._camera_on = False
+        try:
+            yield
+        finally:
+            self._camera_on = True
+
     def close(self) -> None:
         """Release the PyBullet client; the env cannot be used afterwards."""
         self.scene.close()
@@ -172,7 +186,7 @@ class TaskEnv(gym.Env):
 
     # ---- helpers -------------------------------------------------------------------------------------------
     def _observe(self) -> dict[str, np.ndarray]:
-        obs = self.arm.get_observation()
+        obs = self.arm.get_observation() if self._camera_on else {STATE: self.arm.state()}
         obs[ENV_STATE] = self.task.env_state()
         return obs
 
