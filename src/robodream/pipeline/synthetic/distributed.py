@@ -91,6 +91,11 @@ class ShardWriter(BasePredictionWriter):
                                             if f"observation.images.{k}" in features}, overwrite=True,
                                    extra_attrs={"generation": json.loads(episode["origin"])})
 
+    def on_predict_start(self, trainer, pl_module) -> None:
+        # Opened before the first batch, so that its rate and ETA count the first batch's time too.
+        if self.progress and trainer.is_global_zero and self.bar is None:
+            self.bar = tqdm(total=self.total, desc="generate", unit="rollout", file=sys.stderr, dynamic_ncols=True)
+
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx):
         episodes, counts = prediction
         for name in COUNTS:
@@ -100,9 +105,7 @@ class ShardWriter(BasePredictionWriter):
                 self._open(trainer, episode)
             self.writer.append_episode(episode["data"], source="synthetic", success=episode["success"],
                                        seed=episode["seed"], origin=episode["origin"])
-        if self.progress and trainer.is_global_zero:
-            if self.bar is None:
-                self.bar = tqdm(total=self.total, desc="generate", unit="rollout", file=sys.stderr, dynamic_ncols=True)
+        if self.bar is not None:
             # Rank 0 sees its own shard; with n devices the others advance at the same pace.
             self.bar.update(counts["generated"] * trainer.world_size)
             self.bar.set_postfix_str(f"kept {self.counts['kept'] / max(1, self.counts['generated']):.0%}")
