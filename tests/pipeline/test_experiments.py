@@ -60,6 +60,20 @@ def test_the_one_session_sitting_config_plans_one_n_and_seed_labelled_by_pybulle
     assert slugs[:2] == ["collect-real-N10", "collect-real-N10-executed"] and slugs[-1] == "eval-synthetic-N10-s0"
 
 
+def test_the_standard_size_config_plans_shared_models_three_seeds_and_the_expert_recipe():
+    from robodream.pipeline.cli_args import build_from_args
+    from robodream.pipeline.experiments.augment import AugmentConfig, plan
+
+    cfg = build_from_args(AugmentConfig, [str(CONFIGS / "experiment" / name)
+                                          for name in ("augment.yaml", "augment_standard.yaml")] + ["out=/tmp/std"])
+    assert (cfg.demos, cfg.seeds, cfg.world_model.trainer.max_steps, cfg.synthetic.rollouts) == ([10], [0, 1, 2],
+                                                                                                  5000, 500)
+    assert (cfg.synthetic.source, cfg.synthetic.starts, cfg.shared_world_model) == ("expert", "demos+play", True)
+    assert cfg.synthetic.filter.replay_in_sim and not cfg.synthetic.filter.success_only
+    slugs = [stage.slug for stage in plan(cfg)]
+    assert slugs.count("train-wm-N10-shared") == 1 and slugs[-1] == "eval-synthetic-N10-s2"
+
+
 @pytest.fixture(scope="module")
 def augment_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("experiments") / "augment"
