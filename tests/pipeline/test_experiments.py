@@ -273,6 +273,21 @@ def test_augment_only_runs_the_matching_sub_steps_and_writes_no_tables_before_an
     assert "matches no sub-step" in _error(_augment_args(out, "only=[nothing-*]"), capsys)
 
 
+def test_augment_only_refuses_a_generation_whose_world_model_eval_wm_has_not_finished(tmp_path, capsys):
+    """generate's gate reads the fidelity record eval-wm writes into the world model's run: a sitting split by only=
+    that leaves eval-wm out fails before any sub-step runs, naming what to run first, instead of inside generate."""
+    out = tmp_path / "augment"
+    err = _error(_augment_args(out, "only=['generate-*']"), capsys)
+    assert "generate-N3-s0" in err and all(f"{step}-N3-s0" in err for step in ("train-wm", "eval-wm", "train-probe"))
+    assert not list(out.rglob("*.stage.json"))  # refused before anything ran
+    assert main(_augment_args(out, "only=['collect-*','merge-*','train-wm-*','train-probe-*']")) == 0
+    err = _error(_augment_args(out, "only=['generate-*']"), capsys)
+    assert "eval-wm-N3-s0" in err and "train-wm-N3-s0" not in err and "train-probe-N3-s0" not in err
+    assert main(_augment_args(out, "only=['eval-wm-*','generate-*']")) == 0
+    stamp = out / "N3" / "seed0" / "synthetic" / "generate-N3-s0.stage.json"
+    assert json.loads(stamp.read_text())["status"] == "done"
+
+
 def test_augment_can_start_rollouts_from_play_data_and_let_the_expert_act_in_the_dream(tmp_path):
     """synthetic.starts=demos+play with source=expert: rollouts start from the merged store's episodes too (more
     start states than N demos), and PyBullet can still replay them (the merged store's sources share one env).

@@ -35,7 +35,7 @@ from robodream.pipeline.data.merge import merge_stage
 from robodream.pipeline.policy.builders import eval_stage, train_policy_stage
 from robodream.pipeline.policy.evaluate import EvalConfig
 from robodream.pipeline.policy.train import TrainPolicyConfig, policy_trainer
-from robodream.pipeline.stages import Stage, run_stages, stage_store
+from robodream.pipeline.stages import Stage, read_stamp, run_stages, stage_store
 from robodream.pipeline.synthetic.builders import generate_stage, verify_stage
 from robodream.pipeline.synthetic.generate import SOURCES, GenerateConfig, GenerateFilterConfig
 from robodream.pipeline.world_model.builders import fidelity_stage, train_probe_stage, train_wm_stage
@@ -314,4 +314,32 @@ def chosen_stages(stages: list[Stage], patterns: list[str]) -> list[Stage]:
     if not chosen:
         raise RobodreamError(f"only={patterns} matches no sub-step of this experiment; its sub-steps are: "
                              f"{', '.join(s.slug for s in stages)}")
+    missing = _unfinished_prerequisites(stages, chosen)
+    if missing:
+        needed = sorted({slug for needs in missing.values() for slug in needs})
+        raise RobodreamError(f"only={patterns} runs {', '.join(missing)}, which read models that these sub-steps, "
+                             f"left out of only= and not finished, write: {', '.join(needed)} (generate's gate needs "
+                             "eval-wm's fidelity record). Run them first, or add them to only=")
     return chosen
+
+
+def _unfinished_prerequisites(stages: list[Stage], chosen: list[Stage]) -> dict[str, list[str]]:
+    """Chosen sub-step -> the earlier, not chosen, unfinished sub-steps that write the model run it reads.
+
+    A model input is <run>/model, and a run directory is written by its training and by the evaluations that
+    complete it: generate reads the world model, whose eval-wm records the fidelity that generate's gate requires,
+    so generate run by only= before eval-wm would fail after minutes of set-up. Episode stores, generate.json and
+    policy checkpoints are read by their own paths (a missing one is named when it is opened).
+    """
+    picked = {stage.slug for stage in chosen}
+    missing: dict[str, list[str]] = {}
+    for k, stage in enumerate(stages):
+        if stage.slug not in picked:
+            continue
+        model_runs = {Path(path).parent for path in stage.inputs.values() if Path(path).name == "model"}
+        for earlier in stages[:k]:
+            if earlier.out not in model_runs or earlier.slug in picked:
+                continue
+            if (read_stamp(earlier.stamp_path) or {}).get("status") != "done":
+                missing.setdefault(stage.slug, []).append(earlier.slug)
+    return missing
