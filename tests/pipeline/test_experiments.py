@@ -281,6 +281,7 @@ def test_augment_only_refuses_a_generation_whose_world_model_eval_wm_has_not_fin
     assert "generate-N3-s0" in err and all(f"{step}-N3-s0" in err for step in ("train-wm", "eval-wm", "train-probe"))
     assert not list(out.rglob("*.stage.json"))  # refused before anything ran
     assert main(_augment_args(out, "only=['collect-*','merge-*','train-wm-*','train-probe-*']")) == 0
+    capsys.readouterr()  # the trainings' own log lines
     err = _error(_augment_args(out, "only=['generate-*']"), capsys)
     assert "eval-wm-N3-s0" in err and "train-wm-N3-s0" not in err and "train-probe-N3-s0" not in err
     assert main(_augment_args(out, "only=['eval-wm-*','generate-*']")) == 0
