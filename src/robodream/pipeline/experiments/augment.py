@@ -317,9 +317,12 @@ def chosen_stages(stages: list[Stage], patterns: list[str]) -> list[Stage]:
     missing = _unfinished_prerequisites(stages, chosen)
     if missing:
         needed = sorted({slug for needs in missing.values() for slug in needs})
+        # generate's gate is the one prerequisite that is not a training: say why eval-wm counts when it is named
+        why = (" (generate's gate needs eval-wm's fidelity record)"
+               if any(slug.startswith("eval-wm") for slug in needed) else "")
         raise RobodreamError(f"only={patterns} runs {', '.join(missing)}, which read models that these sub-steps, "
-                             f"left out of only= and not finished, write: {', '.join(needed)} (generate's gate needs "
-                             "eval-wm's fidelity record). Run them first, or add them to only=")
+                             f"left out of only= and not finished, write: {', '.join(needed)}{why}. Run them first, "
+                             "or add them to only=")
     return chosen
 
 
