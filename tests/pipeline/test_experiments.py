@@ -275,21 +275,39 @@ def test_augment_only_runs_the_matching_sub_steps_and_writes_no_tables_before_an
 
 def test_augment_only_refuses_a_generation_whose_world_model_eval_wm_has_not_finished(tmp_path, capsys):
     """generate's gate reads the fidelity record eval-wm writes into the world model's run: a sitting split by only=
-    that leaves eval-wm out fails before any sub-step runs, naming what to run first, instead of inside generate.
-    The gate is given as the reason only when eval-wm is among the missing."""
+    that leaves eval-wm out fails before any sub-step runs, naming what to run first, instead of inside generate."""
     out = tmp_path / "augment"
     err = _error(_augment_args(out, "only=['generate-*']"), capsys)
     assert "generate-N3-s0" in err and all(f"{step}-N3-s0" in err for step in ("train-wm", "eval-wm", "train-probe"))
-    assert "fidelity record" in err  # why eval-wm, not a training, is named
     assert not list(out.rglob("*.stage.json"))  # refused before anything ran
-    assert main(_augment_args(out, "only=['collect-*','merge-*','train-wm-*','eval-wm-*']")) == 0
+    assert main(_augment_args(out, "only=['collect-*','merge-*','train-wm-*','train-probe-*']")) == 0
     capsys.readouterr()  # the trainings' own log lines
     err = _error(_augment_args(out, "only=['generate-*']"), capsys)
-    assert "train-probe-N3-s0" in err and "train-wm-N3-s0" not in err and "eval-wm-N3-s0" not in err
-    assert "fidelity record" not in err  # only the probe is missing: the gate is not the reason
-    assert main(_augment_args(out, "only=['train-probe-*','generate-*']")) == 0
+    assert "eval-wm-N3-s0" in err and "train-wm-N3-s0" not in err and "train-probe-N3-s0" not in err
+    assert "fidelity record" in err  # why eval-wm, not a training, is named
+    assert main(_augment_args(out, "only=['eval-wm-*','generate-*']")) == 0
     stamp = out / "N3" / "seed0" / "synthetic" / "generate-N3-s0.stage.json"
     assert json.loads(stamp.read_text())["status"] == "done"
+
+
+def test_augment_only_gives_generates_gate_as_the_reason_only_when_eval_wm_is_missing(tmp_path):
+    """With the world model trained and evaluated and only the probe missing, the refusal names the probe and not
+    eval-wm's fidelity record (stamps written as a finished run leaves them; nothing trains)."""
+    from robodream.errors import RobodreamError
+    from robodream.pipeline.cli_args import build_from_args
+    from robodream.pipeline.experiments.augment import AugmentConfig, chosen_stages, plan
+
+    cfg = build_from_args(AugmentConfig, [str(CONFIGS / "experiment" / name)
+                                          for name in ("augment.yaml", "augment_tiny.yaml")] + [f"out={tmp_path}"])
+    stages = plan(cfg)
+    for stage in stages:
+        if stage.slug.startswith(("train-wm-", "eval-wm-")):
+            stage.out.mkdir(parents=True, exist_ok=True)
+            stage.stamp_path.write_text(json.dumps({"status": "done"}))
+    with pytest.raises(RobodreamError) as refused:
+        chosen_stages(stages, ["generate-*"])
+    assert "train-probe-N3-s0" in str(refused.value) and "eval-wm-N3-s0" not in str(refused.value)
+    assert "fidelity record" not in str(refused.value)
 
 
 def test_augment_can_start_rollouts_from_play_data_and_let_the_expert_act_in_the_dream(tmp_path):
