@@ -170,21 +170,37 @@ def _markdown(summary: list[dict[str, Any]], rows: list[dict[str, Any]]) -> str:
                               "synthetic kept (mean)", "kept successes that succeed in PyBullet"]))
 
 
-def plot_success_vs_demos(summary: list[dict[str, Any]], path: Path) -> Path:
-    """Success vs N, one line per arm (real only, real + synthetic, synthetic only), error bars = std over seeds."""
+def plot_success_vs_demos(summary: list[dict[str, Any]], rows: list[dict[str, Any]], path: Path) -> Path:
+    """Success vs N, one line per arm (real only, real + synthetic, synthetic only) through the means over seeds;
+    error bars = the 95% Wilson interval of all evaluation episodes pooled over seeds (it stays within 0-100, a
+    ± std over 3 seeds would not), each training seed a faint dot so the seeds' spread stays visible."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.4), dpi=120)
     demos = [s["n_demos"] for s in summary]
-    for offset, (arm, label) in zip((-0.015, 0.0, 0.015), ARMS.items(), strict=True):
+    for index, (arm, label) in enumerate(ARMS.items()):
+        offset, color = (-0.015, 0.0, 0.015)[index], f"C{index}"  # an arm keeps its colour when another is absent
         done = [s for s in summary if s[f"{arm}_mean"] is not None]
-        # a small horizontal offset in log space keeps overlapping error bars apart
-        ax.errorbar([s["n_demos"] * 10 ** offset for s in done], [s[f"{arm}_mean"] for s in done],
-                    yerr=[s[f"{arm}_std"] for s in done], marker="o", capsize=3, label=label)
+        if not done:  # an arm no seed has evaluated yet has nothing to draw
+            continue
+        x = [s["n_demos"] * 10 ** offset for s in done]  # a small offset in log space keeps the arms apart
+        means = [s[f"{arm}_mean"] for s in done]
+        bounds = []
+        for s in done:
+            evaluated = [r for r in rows if r["n_demos"] == s["n_demos"] and r[f"{arm}_success"] is not None]
+            bounds.append(wilson_interval(sum(r[f"{arm}_wins"] for r in evaluated),
+                                          sum(r["eval_episodes"] for r in evaluated)))
+        yerr = [[m - 100 * low for m, (low, _) in zip(means, bounds, strict=True)],
+                [100 * high - m for m, (_, high) in zip(means, bounds, strict=True)]]
+        ax.errorbar(x, means, yerr=yerr, marker="o", capsize=3, label=label, color=color)
+        seeds = [(s["n_demos"] * 10 ** offset, r[f"{arm}_success"]) for s in done for r in rows
+                 if r["n_demos"] == s["n_demos"] and r[f"{arm}_success"] is not None]
+        ax.scatter(*zip(*seeds, strict=True), s=10, alpha=0.35, color=color, zorder=1)
     ax.set_xscale("log")
     ax.set_xlim(min(demos) / 1.5, max(demos) * 1.5)
     ax.set_xticks(demos, [str(n) for n in demos])
     ax.minorticks_off()
-    ax.set(xlabel="real demonstrations N", ylabel="success (%)", ylim=(-3, 103), title="synthetic augmentation")
+    ax.set(xlabel="real demonstrations N", ylabel="success (%)", ylim=(-3, 103))
+    ax.set_title("synthetic augmentation\nbars: pooled 95% Wilson interval, dots: training seeds", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -207,6 +223,6 @@ def write_augment_results(cfg, root: Path, earlier: list[dict[str, Any]] | None 
     files["markdown"].write_text(_markdown(summary, rows))
     files["json"] = root / "results.json"
     files["json"].write_text(json.dumps({"runs": rows, "summary": summary, "config": "config.yaml"}, indent=2))
-    files["plot"] = plot_success_vs_demos(summary, root / "success_vs_demos.png")
+    files["plot"] = plot_success_vs_demos(summary, rows, root / "success_vs_demos.png")
     print("\n" + files["markdown"].read_text())
     return files
