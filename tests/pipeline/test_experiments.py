@@ -136,6 +136,28 @@ def test_the_uplift_is_paired_per_held_out_seed_with_a_bootstrap_interval():
     assert low < 0 < high and even["delta_mean"] == 0
 
 
+def test_augment_pooled_wilson_bars_stay_within_0_and_100_and_skip_unevaluated_seeds(tmp_path):
+    """The plot's error bars: an arm at 0 of 150 episodes gets a bar from 0% up (a ± std bar over seeds at 0, 2 and
+    28% dips below 0), and a seed that has not evaluated an arm yet does not count as 50 failures."""
+    from robodream.pipeline.experiments.augment_report import plot_success_vs_demos, pooled_wilson_percent, summary_rows
+
+    def row(seed: int, synthetic_wins: int | None) -> dict:
+        return {"n_demos": 10, "seed": seed, "real_success": 0.0, "real_wins": 0, "eval_episodes": 50,
+                "mixed_success": 20.0, "mixed_wins": 10, "delta": 20.0, "paired_delta": [1] * 10 + [0] * 40,
+                "synthetic_success": None if synthetic_wins is None else 2.0 * synthetic_wins,
+                "synthetic_wins": synthetic_wins}
+
+    rows = [row(0, 1), row(1, 14), row(2, None)]
+    low, high = pooled_wilson_percent(rows, 10, "real")
+    assert low == 0.0 and 0 < high < 5  # 0 of 150
+    low, high = pooled_wilson_percent(rows, 10, "synthetic")
+    assert 8 < low < 15 < high < 25  # 15 of 100 (9-23%; seed 2 left out), not 15 of 150 (6-16%)
+    summary = summary_rows(rows)
+    assert summary[0]["synthetic_seeds"] == 2 and summary[0]["synthetic_mean"] == 15.0
+    png = plot_success_vs_demos(summary, rows, tmp_path / "plot.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_augment_writes_the_tables_and_the_plot(augment_run):
     out = augment_run
     columns, rows = _read_csv(out / "results.csv")

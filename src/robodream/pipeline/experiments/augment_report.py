@@ -109,6 +109,14 @@ def with_earlier_results(rows: list[dict[str, Any]], earlier: list[dict[str, Any
     return [merged[key] for key in sorted(merged)]
 
 
+def pooled_wilson_percent(rows: list[dict[str, Any]], n_demos: int, arm: str) -> tuple[float, float]:
+    """95% Wilson interval (percent) of `arm` at `n_demos`, all seeds' evaluation episodes pooled (seeds that have
+    not evaluated the arm left out): within 0-100 however few the successes."""
+    evaluated = [r for r in rows if r["n_demos"] == n_demos and r[f"{arm}_success"] is not None]
+    low, high = wilson_interval(sum(r[f"{arm}_wins"] for r in evaluated), sum(r["eval_episodes"] for r in evaluated))
+    return 100 * low, 100 * high
+
+
 def summary_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per N: mean and sample std over training seeds (the issue's table), and each arm's 95% Wilson interval
     over all its evaluation episodes pooled across seeds (how much the held-out seeds alone leave open). An arm
@@ -125,8 +133,8 @@ def summary_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             entry[f"{key}_mean"], entry[f"{key}_std"] = ((round(v, 2) for v in mean_std(values)) if values
                                                          else (None, None))
             if key != "delta":
-                low, high = wilson_interval(sum(r[f"{key}_wins"] for r in done), sum(r["eval_episodes"] for r in done))
-                entry[f"{key}_ci95"] = f"{100 * low:.0f}-{100 * high:.0f}" if done else "-"
+                low, high = pooled_wilson_percent(group, n, key)
+                entry[f"{key}_ci95"] = f"{low:.0f}-{high:.0f}" if done else "-"
         # The held-out episodes' noise in the uplift: paired differences pooled over the seeds, resampled. The
         # training seeds' own spread is delta_std; with 3 seeds the two together say what the mean can claim.
         pairs = [d for r in group for d in r.get("paired_delta", [])]
@@ -184,13 +192,9 @@ def plot_success_vs_demos(summary: list[dict[str, Any]], rows: list[dict[str, An
             continue
         x = [s["n_demos"] * 10 ** offset for s in done]  # a small offset in log space keeps the arms apart
         means = [s[f"{arm}_mean"] for s in done]
-        bounds = []
-        for s in done:
-            evaluated = [r for r in rows if r["n_demos"] == s["n_demos"] and r[f"{arm}_success"] is not None]
-            bounds.append(wilson_interval(sum(r[f"{arm}_wins"] for r in evaluated),
-                                          sum(r["eval_episodes"] for r in evaluated)))
-        yerr = [[m - 100 * low for m, (low, _) in zip(means, bounds, strict=True)],
-                [100 * high - m for m, (_, high) in zip(means, bounds, strict=True)]]
+        bounds = [pooled_wilson_percent(rows, s["n_demos"], arm) for s in done]
+        yerr = [[m - low for m, (low, _) in zip(means, bounds, strict=True)],
+                [high - m for m, (_, high) in zip(means, bounds, strict=True)]]
         ax.errorbar(x, means, yerr=yerr, marker="o", capsize=3, label=label, color=color)
         seeds = [(s["n_demos"] * 10 ** offset, r[f"{arm}_success"]) for s in done for r in rows
                  if r["n_demos"] == s["n_demos"] and r[f"{arm}_success"] is not None]
